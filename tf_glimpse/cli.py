@@ -1,0 +1,125 @@
+"""The `train.py` command line: flags -> `GlimpseConfig` -> `Trainer`.
+
+Every flag is a field of `GlimpseConfig` (same name, same default).  Bad values
+exit with code 2 and a message naming the value and its valid range, before
+TensorFlow is imported and before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+import typing
+
+from tf_glimpse.config import ConfigError, GlimpseConfig
+
+HELP = {
+    "dataset": "mnist, fashion_mnist or tfds:NAME (a grayscale 28x28 TFDS dataset; needs internet)",
+    "data_dir": "directory with the four IDX .gz files (default: $TF_GLIMPSE_DATA_DIR, then data/<dataset>)",
+    "img_size": "canvas size I (28 = plain digits; larger = translated digit)",
+    "clutter_count": "number of clutter pieces pasted on each canvas",
+    "clutter_size": "side of each clutter piece in pixels",
+    "val_size": "validation images held out from the training set",
+    "subset": "train on the first N training images only (quick runs)",
+    "patch_size": "glimpse patch size P",
+    "stride": "grid stride s; must divide I - P, or equal P (tiles)",
+    "scales": "glimpse scales k (scale j covers P*2^j pixels, resized to P)",
+    "steps": "glimpses per episode T",
+    "sensor_backend": "matmul (XLA + TFLite friendly) or crop_and_resize (reference)",
+    "encoder": "glimpse encoder: mlp or cnn",
+    "mask_visited": "forbid looking at a cell twice",
+    "final_reward": "reward R: +R for a right final prediction, -R otherwise",
+    "step_reward_clip": "clip of the per-step information-gain reward",
+    "gamma": "discount of the returns",
+    "entropy_weight": "weight of the policy-entropy bonus",
+    "baseline_weight": "weight of the baseline MSE loss",
+    "reinforce_weight": "weight of the REINFORCE (policy-gradient) loss",
+    "step_loss": "average the classification loss over all steps (else final step only)",
+    "epochs": "REINFORCE epochs (after the pre-training epochs)",
+    "pretrain": "first train encoder and classifier on random glimpses (supervised)",
+    "pretrain_epochs": "supervised epochs on random glimpses when --pretrain True",
+    "jit_compile": "compile the train step with XLA",
+    "seed": "seed of data, weights and policy samples",
+    "test_samples": "also report test accuracy averaged over M sampled episodes",
+    "strategy": "tf.distribute strategy: default, mirrored or multi_worker",
+    "lr_decay": "cosine learning-rate decay to 5%",
+    "summary_images_every": "write glimpse trajectories to TensorBoard every n epochs (0 = never)",
+}
+
+
+def parse_bool(text: str) -> bool:
+    """True/False/true/false/1/0/yes/no -> bool (argparse type)."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {text!r}; valid values: True, False, 1, 0")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """An argparse parser with one flag per `GlimpseConfig` field, plus --logdir and --resume."""
+    parser = argparse.ArgumentParser(
+        prog="train.py", description="Train a glimpse agent with REINFORCE and a baseline.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    hints = typing.get_type_hints(GlimpseConfig)
+    for field in dataclasses.fields(GlimpseConfig):
+        hint = hints[field.name]
+        if hint is bool:
+            kind = parse_bool
+        elif hint in (int, int | None):
+            kind = int
+        elif hint is float:
+            kind = float
+        else:
+            kind = str
+        parser.add_argument(f"--{field.name}", type=kind, default=field.default,
+                            help=HELP.get(field.name, field.name.replace("_", " ")))
+    parser.add_argument("--logdir", default=None,
+                        help="run directory (default: runs/<date>-<time>)")
+    parser.add_argument("--resume", type=parse_bool, nargs="?", const=True, default=False,
+                        help="continue the run in --logdir from its last checkpoint")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> GlimpseConfig:
+    """The `GlimpseConfig` of parsed flags (raises ConfigError on a bad value)."""
+    names = {field.name for field in dataclasses.fields(GlimpseConfig)}
+    return GlimpseConfig(**{name: value for name, value in vars(args).items() if name in names})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, validate them (exit 2 on a bad value), train, print the final metrics."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+        if config.subset is not None and config.subset < config.batch_size:
+            raise ConfigError(f"subset={config.subset} is smaller than batch_size="
+                              f"{config.batch_size}; valid range: >= {config.batch_size}")
+    except ConfigError as error:
+        parser.error(str(error))
+    logdir = args.logdir or time.strftime("runs/%Y%m%d-%H%M%S")
+
+    from tf_glimpse.data.idx import DataError  # Heavy imports only after validation.
+    from tf_glimpse.training import Trainer, TrainingError
+
+    try:
+        trainer = Trainer(config, logdir, resume=args.resume, verbose=0 if args.quiet else 1)
+    except ConfigError as error:
+        parser.error(str(error))
+    except DataError as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 1
+    try:
+        metrics = trainer.fit()
+    except TrainingError as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 1
+    print(f"run directory: {logdir}  (tensorboard --logdir {logdir})")
+    print({key: metrics[key] for key in ("val_accuracy", "test_accuracy", "epochs",
+                                         "train_seconds")})
+    return 0

@@ -1,0 +1,28 @@
+"""Episode metrics in TF ops: accuracy after each step and glimpse hits on the target digit."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tf_glimpse.grid import ActionGrid
+
+
+def step_correct(step_logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Whether the prediction after each step is right: [B, T, C], [B] -> [B, T] float32."""
+    predictions = tf.argmax(step_logits, axis=-1, output_type=tf.int32)
+    return tf.cast(tf.equal(predictions, tf.cast(labels, tf.int32)[:, None]), tf.float32)
+
+
+def glimpse_hits(actions: tf.Tensor, boxes: tf.Tensor, grid: ActionGrid) -> tf.Tensor:
+    """Whether each glimpse's P x P patch overlaps the target box: [B, T], [B, 4] -> [B, T] float32.
+
+    `boxes` are (top, left, bottom, right) in canvas pixels, half-open, as produced
+    by the canvas pipeline.
+    """
+    actions = tf.cast(actions, tf.int32)
+    top = grid.origin + (actions // grid.size) * grid.stride
+    left = grid.origin + (actions % grid.size) * grid.stride
+    boxes = tf.cast(boxes, tf.int32)[:, None, :]
+    overlap_rows = (top < boxes[..., 2]) & (top + grid.patch_size > boxes[..., 0])
+    overlap_cols = (left < boxes[..., 3]) & (left + grid.patch_size > boxes[..., 1])
+    return tf.cast(overlap_rows & overlap_cols, tf.float32)

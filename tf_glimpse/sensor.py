@@ -1,0 +1,109 @@
+"""The glimpse sensor: read k small patches around a grid location.
+
+`GlimpseSensor` maps images [B, I, I, 1] and action ids [B] to glimpses
+[B, k, P, P] for k scales.  Scale j covers P * 2**j pixels around the same centre
+and is resized to P x P; pixels outside the image read as zero.
+
+Resampling convention (both backends): the P x P output of scale j samples the
+image at pixel-index coordinates ``top - m_j + (i + 0.5) * 2**j - 0.5`` (and the
+same for columns), where ``m_j = P * (2**j - 1) / 2`` is the extra margin of the
+larger window, with bilinear interpolation.  At scale 0 these are the integer
+pixels of the patch itself (an exact slice); at scale 1 they fall halfway between
+pixels, so each output pixel is the mean of a 2 x 2 block (area pooling).
+
+Two backends agree to float rounding:
+
+* ``crop_and_resize``: `tf.image.crop_and_resize` on a zero-padded image, the
+  reference.  It has no XLA kernel and converts to TFLite only with Flex ops.
+* ``matmul`` (default): the bilinear resampling is linear and separable, so each
+  glimpse is ``Wy @ image @ Wx^T`` with interpolation matrices [P, I] gathered from
+  a constant table by grid row / column.  Rows of the table that would read past
+  the edge are simply zero.  Measured here: it compiles under XLA (about 2x faster
+  training on 2 CPU cores) and converts to TFLite builtin ops (GATHER, BATCH_MATMUL).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_glimpse.grid import ActionGrid
+
+
+def sample_positions(grid: ActionGrid, scale: int) -> np.ndarray:
+    """Pixel-index coordinates [N, P] sampled by each grid row (or column) at `scale`."""
+    factor = 2.0 ** scale
+    margin = grid.patch_size * (factor - 1.0) / 2.0
+    tops = grid.origin + np.arange(grid.size) * grid.stride
+    offsets = (np.arange(grid.patch_size) + 0.5) * factor - 0.5 - margin
+    return tops[:, None] + offsets[None, :]
+
+
+def interpolation_table(grid: ActionGrid, scale: int) -> np.ndarray:
+    """Bilinear weights [N, P, I]: row n, output i, input pixel p (zero outside the image)."""
+    positions = sample_positions(grid, scale)
+    pixels = np.arange(grid.img_size)
+    weights = np.maximum(0.0, 1.0 - np.abs(positions[..., None] - pixels[None, None, :]))
+    return weights.astype(np.float32)
+
+
+class GlimpseSensor(keras.layers.Layer):
+    """Keras layer: (images [B, I, I, 1], actions [B]) -> glimpses [B, k, P, P]."""
+
+    def __init__(self, img_size: int, patch_size: int, stride: int, scales: int = 1,
+                 backend: str = "matmul", **kwargs):
+        super().__init__(**kwargs)
+        if backend not in ("matmul", "crop_and_resize"):
+            raise ValueError(f"backend={backend!r}; valid values: matmul, crop_and_resize")
+        self.grid = ActionGrid(img_size, patch_size, stride)
+        self.scales = scales
+        self.backend = backend
+        # [N, k, P, I]: per grid row (or column), the interpolation matrix of every scale.
+        self._table = tf.constant(
+            np.stack([interpolation_table(self.grid, j) for j in range(scales)], axis=1))
+
+    def call(self, images: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        actions = tf.cast(actions, tf.int32)
+        if self.backend == "matmul":
+            return self._matmul_glimpses(images, actions)
+        return self._crop_and_resize_glimpses(images, actions)
+
+    def _matmul_glimpses(self, images: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        n = self.grid.size
+        rows = tf.gather(self._table, actions // n)  # [B, k, P, I]
+        cols = tf.gather(self._table, actions % n)  # [B, k, P, I]
+        image = images[..., 0]  # [B, I, I]
+        # Wy @ image: [B, k, P, I], then (.) @ Wx^T: [B, k, P, P].
+        partial = tf.einsum("bkpi,bij->bkpj", rows, image)
+        return tf.einsum("bkpj,bkqj->bkpq", partial, cols)
+
+    def _crop_and_resize_glimpses(self, images: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        p, size = self.grid.patch_size, self.grid.img_size
+        pad = int(np.ceil(p * (2 ** (self.scales - 1) - 1) / 2.0)) + p + 1
+        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        extent = float(size + 2 * pad - 1)
+        n = self.grid.size
+        origin = self.grid.origin + pad
+        top = tf.cast((actions // n) * self.grid.stride + origin, tf.float32)
+        left = tf.cast((actions % n) * self.grid.stride + origin, tf.float32)
+        batch = tf.shape(images)[0]
+        glimpses = []
+        for j in range(self.scales):
+            factor = 2.0 ** j
+            first = 0.5 * factor - 0.5 - p * (factor - 1.0) / 2.0
+            last = first + (p - 1) * factor
+            boxes = tf.stack([top + first, left + first, top + last, left + last], axis=1) / extent
+            crops = tf.image.crop_and_resize(padded, boxes, tf.range(batch), [p, p])
+            glimpses.append(crops[..., 0])
+        return tf.stack(glimpses, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        batch = input_shape[0][0] if isinstance(input_shape[0], (list, tuple)) else None
+        return (batch, self.scales, self.grid.patch_size, self.grid.patch_size)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(img_size=self.grid.img_size, patch_size=self.grid.patch_size,
+                      stride=self.grid.stride, scales=self.scales, backend=self.backend)
+        return config
