@@ -1,0 +1,228 @@
+"""Canvases: digits pasted onto larger images, with clutter, as a tf.data pipeline.
+
+A canvas is an I x I image holding one 28 x 28 digit at a uniformly random integer
+position, plus `clutter_count` pieces of `clutter_size` x `clutter_size` pixels cut
+at random positions out of *other* random digits and pasted at random positions
+(the "cluttered translated MNIST" of recurrent attention models).  Overlaps
+combine with an elementwise max, so values stay in [0, 1].
+
+Canvases are made in TensorFlow inside `tf.data`, a whole batch at a time: every
+digit pixel and clutter pixel gets a flat canvas index, and one
+`unsorted_segment_max` over those indices writes them all into a zero canvas.  This touches only
+the B * (784 + k * c * c) pasted pixels instead of k + 1 full canvases per example.
+
+Randomness is only stateless (`tf.random.stateless_*`), seeded per batch by
+
+    batch_seed = fold_in(fold_in([0, seed], epoch), batch_index)
+
+so a batch is a pure function of (seed, epoch, batch index): a resumed run sees
+exactly the data of an uninterrupted one, and evaluation canvases (epoch=None,
+no fold-in of an epoch) are identical every time they are built.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tf_glimpse.config import DIGIT_SIZE, GlimpseConfig
+from tf_glimpse.data.sources import Splits
+
+DIGIT_PIXELS = DIGIT_SIZE * DIGIT_SIZE
+
+# Seed offsets of the fixed evaluation canvases, so validation, test and training
+# canvases never share a random stream.
+EVAL_SEED_OFFSETS = {"val": 1_000_003, "test": 2_000_029}
+
+# fold_in data of the shuffle seed; batch indices (>= 0) never collide with it.
+_SHUFFLE_STREAM = -1
+
+
+def digit_boxes(images: np.ndarray) -> np.ndarray:
+    """Bounding boxes [n, 4] int32 (top, left, bottom, right), half-open, of nonzero pixels.
+
+    An all-zero image gets the empty box (0, 0, 0, 0).
+    """
+    images = np.asarray(images)
+    rows, cols = images.any(axis=2), images.any(axis=1)  # [n, 28]: row / column has ink
+    height, width = images.shape[1:]
+    boxes = np.stack([
+        rows.argmax(axis=1),
+        cols.argmax(axis=1),
+        height - rows[:, ::-1].argmax(axis=1),
+        width - cols[:, ::-1].argmax(axis=1),
+    ], axis=1).astype(np.int32)
+    boxes[~rows.any(axis=1)] = 0
+    return boxes
+
+
+def sample_layout(indices: tf.Tensor, num_images: int, seed: tf.Tensor, img_size: int,
+                  clutter_count: int, clutter_size: int) -> dict[str, tf.Tensor]:
+    """The random choices behind a batch of canvases, all int32.
+
+    Returns `offset` [B, 2] (digit top-left on the canvas), `clutter_source` [B, k]
+    (index of another digit), `clutter_crop` [B, k, 2] (top-left of the piece in
+    that digit) and `clutter_paste` [B, k, 2] (top-left of the piece on the canvas).
+    Each comes from its own stream of `seed`, so e.g. the digit offsets do not
+    depend on `clutter_count`.
+    """
+    batch = tf.shape(indices)[0]
+    k, c = clutter_count, clutter_size
+    offset_seed, source_seed, crop_seed, paste_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, num=4))
+
+    def uniform(shape: list, stream_seed: tf.Tensor, maxval: int) -> tf.Tensor:
+        return tf.random.stateless_uniform(shape, stream_seed, minval=0, maxval=maxval,
+                                           dtype=tf.int32)
+
+    if num_images > 1:  # skip 1..n-1 places from the digit itself: always another digit
+        shift = 1 + uniform([batch, k], source_seed, num_images - 1)
+        source = (indices[:, None] + shift) % num_images
+    else:
+        source = tf.zeros([batch, k], tf.int32)
+    return {
+        "offset": uniform([batch, 2], offset_seed, img_size - DIGIT_SIZE + 1),
+        "clutter_source": source,
+        "clutter_crop": uniform([batch, k, 2], crop_seed, DIGIT_SIZE - c + 1),
+        "clutter_paste": uniform([batch, k, 2], paste_seed, img_size - c + 1),
+    }
+
+
+def make_canvases(images: tf.Tensor, boxes: tf.Tensor, indices: tf.Tensor, seed: tf.Tensor,
+                  img_size: int, clutter_count: int, clutter_size: int) -> dict[str, tf.Tensor]:
+    """A batch of canvases for the digits `images[indices]`.
+
+    Args:
+      images: uint8 [n, 28, 28], all digits (clutter is cut from them too).
+      boxes: int32 [n, 4], `digit_boxes(images)`.
+      indices: int [B], the digits to paste.
+      seed: int [2], a stateless seed; equal seeds give equal canvases.
+      img_size, clutter_count, clutter_size: canvas size I, pieces k, piece size c.
+
+    Returns:
+      {"image": float32 [B, I, I, 1] in [0, 1], "box": int32 [B, 4]}: box is the
+      digit's nonzero bounding box (top, left, bottom, right) in canvas pixels.
+    """
+    if img_size < DIGIT_SIZE:
+        raise ValueError(f"img_size={img_size} is smaller than the {DIGIT_SIZE}-pixel digits")
+    if clutter_count > 0 and not 1 <= clutter_size <= DIGIT_SIZE:
+        raise ValueError(f"clutter_size={clutter_size} is out of range; valid range: "
+                         f"1..{DIGIT_SIZE}")
+    images = tf.convert_to_tensor(images, tf.uint8)
+    indices = tf.cast(indices, tf.int32)
+    num_images = images.shape[0]
+    if num_images is None:
+        raise ValueError("make_canvases needs `images` with a static number of digits")
+    layout = sample_layout(indices, num_images, seed, img_size, clutter_count, clutter_size)
+
+    digits = tf.gather(images, indices)
+    box = tf.gather(tf.cast(boxes, tf.int32), indices) + tf.tile(layout["offset"], [1, 2])
+    if img_size == DIGIT_SIZE and clutter_count == 0:
+        canvas = digits  # plain digits: nothing to move or add
+    else:
+        canvas = _paste(images, digits, layout, img_size, clutter_count, clutter_size)
+    return {"image": tf.cast(canvas, tf.float32)[..., None] / 255.0, "box": box}
+
+
+def _paste(images: tf.Tensor, digits: tf.Tensor, layout: dict[str, tf.Tensor], img_size: int,
+           clutter_count: int, clutter_size: int) -> tf.Tensor:
+    """uint8 canvases [B, I, I]: digits and clutter pieces combined by max on zeros."""
+    batch = tf.shape(digits)[0]
+    area = img_size * img_size
+    canvas_start = tf.range(batch) * area  # flat index of each canvas's pixel (0, 0)
+
+    def top_left(position: tf.Tensor, width: int) -> tf.Tensor:
+        return position[..., 0] * width + position[..., 1]
+
+    # Digit pixel (y, x) goes to canvas pixel (oy + y, ox + x).
+    digit_target = (canvas_start + top_left(layout["offset"], img_size))[:, None] \
+        + _block_offsets(DIGIT_SIZE, img_size)[None, :]
+    targets = [tf.reshape(digit_target, [-1])]
+    values = [tf.reshape(digits, [-1])]
+
+    if clutter_count > 0:
+        # Piece pixel (y, x) comes from source pixel (cy + y, cx + x) of digit s and
+        # goes to canvas pixel (py + y, px + x).
+        piece_source = layout["clutter_source"] * DIGIT_PIXELS \
+            + top_left(layout["clutter_crop"], DIGIT_SIZE)
+        piece_target = canvas_start[:, None] + top_left(layout["clutter_paste"], img_size)
+        source_pixels = piece_source[..., None] + _block_offsets(clutter_size, DIGIT_SIZE)
+        target_pixels = piece_target[..., None] + _block_offsets(clutter_size, img_size)
+        values.append(tf.gather(tf.reshape(images, [-1]), tf.reshape(source_pixels, [-1])))
+        targets.append(tf.reshape(target_pixels, [-1]))
+
+    # A max over the values sent to each pixel; pixels that get none are 0 (uint8 lowest).
+    canvas = tf.math.unsorted_segment_max(tf.concat(values, axis=0), tf.concat(targets, axis=0),
+                                          num_segments=batch * area)
+    return tf.reshape(canvas, [batch, img_size, img_size])
+
+
+def _block_offsets(size: int, row_width: int) -> tf.Tensor:
+    """Flat offsets [size * size] of a size x size block in rows of `row_width` pixels."""
+    rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    return tf.constant((rows * row_width + cols).reshape(-1), tf.int32)
+
+
+def canvas_dataset(images: np.ndarray, labels: np.ndarray, *, img_size: int, clutter_count: int,
+                   clutter_size: int, batch_size: int, seed: int, epoch: int | None,
+                   shuffle: bool, drop_remainder: bool = False) -> tf.data.Dataset:
+    """Batches {"image", "label" int32 [B], "box"} of canvases, fully determined by the arguments.
+
+    Training: `epoch=e, shuffle=True` gives a new order and new canvases every
+    epoch, the same ones for the same (seed, epoch).  Evaluation: `epoch=None,
+    shuffle=False` gives the same canvases every time.
+    """
+    images = np.asarray(images, np.uint8)
+    labels = np.asarray(labels)
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    images_tensor = tf.convert_to_tensor(images)
+    boxes_tensor = tf.convert_to_tensor(digit_boxes(images))
+    labels_tensor = tf.convert_to_tensor(labels.astype(np.int32))
+
+    stream_seed = tf.constant([0, seed], tf.int64)
+    if epoch is not None:
+        stream_seed = tf.random.experimental.stateless_fold_in(stream_seed, epoch)
+    order = tf.range(len(images), dtype=tf.int32)
+    if shuffle:
+        shuffle_seed = tf.random.experimental.stateless_fold_in(stream_seed, _SHUFFLE_STREAM)
+        order = tf.random.experimental.stateless_shuffle(order, seed=shuffle_seed)
+
+    num_batches = len(images) // batch_size if drop_remainder else -(-len(images) // batch_size)
+
+    def build_batch(batch_index: tf.Tensor) -> dict[str, tf.Tensor]:
+        batch_indices = order[batch_index * batch_size:(batch_index + 1) * batch_size]
+        if drop_remainder:
+            batch_indices = tf.ensure_shape(batch_indices, [batch_size])
+        batch_seed = tf.random.experimental.stateless_fold_in(stream_seed, batch_index)
+        canvases = make_canvases(images_tensor, boxes_tensor, batch_indices, batch_seed,
+                                 img_size, clutter_count, clutter_size)
+        return {"image": canvases["image"], "label": tf.gather(labels_tensor, batch_indices),
+                "box": canvases["box"]}
+
+    dataset = tf.data.Dataset.range(num_batches)
+    dataset = dataset.map(build_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def split_dataset(splits: Splits, config: GlimpseConfig, split: str,
+                  epoch: int | None = None) -> tf.data.Dataset:
+    """The canvases of one split ("train", "val" or "test") for a configuration.
+
+    "train" needs `epoch`: shuffled, new canvases every epoch, and the last
+    incomplete batch dropped (static batch shapes) unless the split is smaller
+    than one batch.  "val" and "test" are fixed: same order, same canvases,
+    every image once.
+    """
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split={split!r} is not supported; valid values: train, val, test")
+    images, labels = getattr(splits, f"{split}_images"), getattr(splits, f"{split}_labels")
+    common = dict(img_size=config.img_size, clutter_count=config.clutter_count,
+                  clutter_size=config.clutter_size, batch_size=config.batch_size)
+    if split == "train":
+        if epoch is None:
+            raise ValueError("split_dataset(..., 'train') needs the epoch number")
+        return canvas_dataset(images, labels, **common, seed=config.seed, epoch=epoch,
+                              shuffle=True, drop_remainder=len(images) >= config.batch_size)
+    return canvas_dataset(images, labels, **common, seed=config.seed + EVAL_SEED_OFFSETS[split],
+                          epoch=None, shuffle=False)
