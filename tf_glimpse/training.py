@@ -8,6 +8,7 @@ REINFORCE epochs, and leaves in the run directory:
 * ``checkpoints/``        - `tf.train.CheckpointManager`, every epoch (model, optimizer,
                             epoch, RNG state, best validation accuracy)
 * ``best/``               - the checkpoint with the best greedy validation accuracy
+* ``pretrained/``         - the end of supervised pre-training on random glimpses
 * ``events.out.tfevents`` - TensorBoard: loss terms, accuracies (also after each
                             step), rewards per step, entropy, learning rate, config
 * ``metrics.json``        - val_accuracy, test_accuracy, epochs, train_seconds, ...
@@ -97,6 +98,9 @@ class Trainer:
                                                   max_to_keep=3)
         self.best_manager = tf.train.CheckpointManager(self.checkpoint, self.logdir / "best",
                                                        max_to_keep=1)
+        # The classifier trained on random glimpses: the fair judge of a random policy.
+        self.pretrained_manager = tf.train.CheckpointManager(
+            self.checkpoint, self.logdir / "pretrained", max_to_keep=1)
         if resume and self.manager.latest_checkpoint:
             self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
         self.writer = tf.summary.create_file_writer(str(self.logdir)) if self.is_chief else (
@@ -257,6 +261,8 @@ class Trainer:
                 self.manager.save(checkpoint_number=epoch + 1)
                 if improved:
                     self.best_manager.save(checkpoint_number=epoch + 1)
+                if epoch + 1 == pretrain:
+                    self.pretrained_manager.save(checkpoint_number=epoch + 1)
             history.setdefault("val_history", []).append(
                 {"epoch": epoch + 1, "phase": "pretrain" if supervised_only else "reinforce",
                  "val_accuracy": val["accuracy"], "train_accuracy": train["accuracy"],
