@@ -62,6 +62,7 @@ def test_policy_gets_gradient_from_reinforce_and_none_from_classification(agent,
     assert not nonzero(classification, "policy_head")
     assert not nonzero(classification, "initial_logits")
     assert nonzero(classification, "glimpse_encoder") and nonzero(classification, "step_classifier")
+    assert not nonzero(reinforce, "glimpse_encoder")  # Policy noise never reaches the features.
 
 
 def test_baseline_head_gets_no_gradient_from_the_policy_loss(agent, images):

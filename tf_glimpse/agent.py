@@ -13,7 +13,9 @@ One episode of T steps, for t = 0 .. T-1:
    in; its input is stop-gradiented, so the value loss does not shape the memory.
 
 After the loop the `StepClassifier` turns e_0..e_T-1 into class logits after every
-step (causally).  The policy chooses locations from memory only, and actions are
+step (causally).  Gradients: the classification loss trains encoder and classifier;
+REINFORCE trains policy, memory and initial logits (the memory reads a
+stop-gradiented e_t); the value loss trains the baseline head only.  The policy chooses locations from memory only, and actions are
 discrete samples, so no gradient of the classification loss can reach the policy
 through the chosen location.
 
@@ -112,7 +114,10 @@ class GlimpseAgent(keras.Model):
         glimpses = self.sensor(images, actions)
         locations = tf.gather(self.centres, actions)
         embedding = self.encoder(glimpses, locations)
-        _, state = self.memory(embedding, state)
+        # The memory serves the policy only; REINFORCE's noisy gradient stops here, so the
+        # encoder is shaped by the classification loss alone (as kevinzakka's RAM detaches
+        # the core state from its location network).
+        _, state = self.memory(tf.stop_gradient(embedding), state)
         return glimpses, embedding, list(state)
 
     # ------------------------------------------------------------ the episode

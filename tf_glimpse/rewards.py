@@ -7,7 +7,8 @@ Rewards (per example, T steps):
   CE_{-1} = log(num_classes), the cross-entropy of knowing nothing;
 * final reward +R if the final prediction is right, else -R, added to the last step.
 
-Returns G_t = sum_{t' >= t} gamma^(t'-t) r_t'.
+Returns G_t = sum_{t' >= t} gamma^(t'-t) r_t'.  The advantage is
+G_t - mean_batch(G_t) - b_t, with b_t the agent's learned value head.
 
 Every loss here is per example ([B]); the training step averages them over the
 global batch, so the same code is right under any `tf.distribute.Strategy`.
@@ -95,10 +96,16 @@ def agent_losses(outputs: dict[str, tf.Tensor], labels: tf.Tensor, config,
     step_logits = outputs["step_logits"]
     rewards = episode_rewards(step_logits, labels, config.final_reward, config.step_reward_clip)
     returns = discounted_returns(rewards, config.gamma)
+    # The baseline is the batch-mean return plus the learned value head b_t, which
+    # thus predicts the deviation of this state from the mean.  The mean is right from
+    # the first step; a value head alone needs hundreds of Adam steps to reach a mean
+    # return near -2, and until then every advantage is negative (measured: the
+    # policy then drifts to the background).
+    centred = returns - tf.reduce_mean(returns, axis=0, keepdims=True)
     terms = {
         "classification": classification_loss(step_logits, labels, config.step_loss),
-        "reinforce": reinforce_loss(outputs["log_probs"], returns, outputs["baselines"]),
-        "baseline": baseline_loss(outputs["baselines"], returns),
+        "reinforce": reinforce_loss(outputs["log_probs"], centred, outputs["baselines"]),
+        "baseline": baseline_loss(outputs["baselines"], centred),
         "entropy": tf.reduce_mean(outputs["entropies"], axis=1),
     }
     if supervised_only:

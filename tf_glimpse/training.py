@@ -36,6 +36,7 @@ from tf_glimpse.data.canvas import split_dataset
 from tf_glimpse.data.sources import Splits, load_splits
 from tf_glimpse.metrics import glimpse_hits, step_correct
 from tf_glimpse.rewards import agent_losses
+from tf_glimpse.visualize import heatmap_image, position_counts, trajectory_images
 
 LOSS_TERMS = ("total", "classification", "reinforce", "baseline", "entropy", "reward")
 
@@ -85,8 +86,9 @@ class Trainer:
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             self.model = GlimpseAgent.from_glimpse_config(config)
+            # Per-variable clipping: a large policy gradient never shrinks the classifier's.
             self.optimizer = keras.optimizers.Adam(self._learning_rate(),
-                                                   global_clipnorm=config.grad_clip)
+                                                   clipnorm=config.grad_clip)
             self.optimizer.build(self.model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best_val = tf.Variable(-1.0, dtype=tf.float32, trainable=False, name="best_val")
@@ -258,6 +260,9 @@ class Trainer:
             if self.is_chief:
                 self._write_summaries(epoch + 1, train, val, supervised_only,
                                       self.steps_per_epoch * self.config.batch_size / elapsed)
+                every = self.config.summary_images_every
+                if every and ((epoch + 1) % every == 0 or epoch + 1 == self.total_epochs):
+                    self._write_image_summaries(epoch + 1)
                 self.manager.save(checkpoint_number=epoch + 1)
                 if improved:
                     self.best_manager.save(checkpoint_number=epoch + 1)
@@ -323,6 +328,18 @@ class Trainer:
             for t, accuracy in enumerate(val["accuracy_per_step"]):
                 tf.summary.scalar(f"val_accuracy_per_step/step_{t}", accuracy)
         self.writer.flush()
+
+    def _write_image_summaries(self, step: int) -> None:
+        """Greedy glimpse trajectories on a few validation canvases, and where the policy looks."""
+        batch = next(iter(split_dataset(self.splits, self.config, "val")))
+        outputs = self.model(batch["image"], mode="greedy")
+        probabilities = tf.nn.softmax(outputs["step_logits"], axis=-1)
+        with self.writer.as_default(step=step):
+            tf.summary.image("glimpses/trajectories", trajectory_images(
+                batch["image"][:8], outputs["actions"][:8], probabilities[:8], self.model.grid,
+                self.config.scales, labels=batch["label"][:8]), max_outputs=8)
+            tf.summary.image("glimpses/heatmap", heatmap_image(
+                position_counts(outputs["actions"], self.model.grid)))
 
     def _load_history(self) -> dict:
         path = self.logdir / "history.json"

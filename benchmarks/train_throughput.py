@@ -1,0 +1,116 @@
+"""Training throughput (images/s) of the REINFORCE step, with XLA on and off.
+
+    python benchmarks/train_throughput.py            # seed experiment 1 configuration
+    python benchmarks/train_throughput.py --img_size 28 --clutter_count 0 --patch_size 8 --stride 4
+
+Times the full training step (sampled episode, losses, gradients, Adam update) fed
+by the real canvas pipeline, after a warm-up that includes compilation.  Reports
+the median of several timed stretches, plus the input pipeline alone, to show
+whether the input is a bottleneck.  The LAST line is JSON:
+{"images_per_s": ..., "images_per_s_no_xla": ..., "input_canvases_per_s": ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tf_glimpse.config import GlimpseConfig  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    """Flags: the configuration to time and how long to time it."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--img_size", type=int, default=64)
+    parser.add_argument("--clutter_count", type=int, default=4)
+    parser.add_argument("--patch_size", type=int, default=8)
+    parser.add_argument("--stride", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--scales", type=int, default=1)
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--batches", type=int, default=30, help="batches per timed stretch")
+    parser.add_argument("--repeats", type=int, default=3, help="timed stretches (median)")
+    parser.add_argument("--data_dir", default=None)
+    return parser.parse_args()
+
+
+def time_training(config: GlimpseConfig, batches: int, repeats: int) -> list[float]:
+    """Images/s of `repeats` stretches of `batches` training steps (after a warm-up)."""
+    from tf_glimpse.training import Trainer
+
+    with tempfile.TemporaryDirectory() as logdir:
+        trainer = Trainer(config, logdir, verbose=0)
+        step = trainer._train_step(supervised_only=False)
+        rates = []
+        for repeat in range(repeats + 1):  # The first stretch compiles and warms up.
+            dataset = trainer.strategy.experimental_distribute_dataset(
+                _train_batches(trainer, repeat, batches))
+            iterator = iter(dataset)
+            next_batch = next(iterator)
+            started = time.perf_counter()
+            for _ in range(batches):
+                result = step(next_batch, trainer.rng.make_seeds(1)[:, 0])
+                next_batch = next(iterator, next_batch)
+            float(result["count"])  # Wait for the last step.
+            if repeat:
+                rates.append(batches * config.batch_size / (time.perf_counter() - started))
+        return rates
+
+
+def _train_batches(trainer, epoch: int, batches: int):
+    from tf_glimpse.data.canvas import split_dataset
+
+    return split_dataset(trainer.splits, trainer.config, "train", epoch=epoch).repeat().take(
+        batches + 1)
+
+
+def time_input(config: GlimpseConfig, batches: int) -> float:
+    """Canvases/s of the training input pipeline alone."""
+    from tf_glimpse.data.canvas import split_dataset
+    from tf_glimpse.data.sources import load_splits
+
+    splits = load_splits(config.dataset, config.data_dir, config.val_size, config.seed,
+                         config.subset)
+    dataset = split_dataset(splits, config, "train", epoch=0).repeat().take(batches)
+    for _ in dataset.take(5):
+        pass
+    started = time.perf_counter()
+    count = sum(1 for _ in dataset)
+    return count * config.batch_size / (time.perf_counter() - started)
+
+
+def main() -> None:
+    """Time XLA on and off and the input alone; print a table and the JSON line."""
+    args = parse_args()
+    base = GlimpseConfig(img_size=args.img_size, clutter_count=args.clutter_count,
+                         patch_size=args.patch_size, stride=args.stride, steps=args.steps,
+                         scales=args.scales, batch_size=args.batch_size, data_dir=args.data_dir,
+                         subset=args.batch_size * (args.batches + 1))
+    xla = time_training(base, args.batches, args.repeats)
+    no_xla = time_training(base.replace(jit_compile=False), args.batches, args.repeats)
+    input_rate = time_input(base, 4 * args.batches)
+    setting = (f"{args.img_size}x{args.img_size}, clutter {args.clutter_count}, "
+               f"{args.patch_size}x{args.patch_size}x{args.scales}, stride {args.stride}, "
+               f"{args.steps} steps, batch {args.batch_size}")
+    print(f"training throughput on {os.cpu_count()} CPU cores: {setting}")
+    print(f"{'what':<28}{'median images/s':>18}{'all stretches':>32}")
+    for name, rates in (("train step, XLA", xla), ("train step, no XLA", no_xla),
+                        ("input pipeline alone", [input_rate])):
+        print(f"{name:<28}{statistics.median(rates):>18.0f}"
+              f"{', '.join(f'{r:.0f}' for r in rates):>32}")
+    print(json.dumps({"images_per_s": round(statistics.median(xla), 1),
+                      "images_per_s_no_xla": round(statistics.median(no_xla), 1),
+                      "input_canvases_per_s": round(input_rate, 1)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,491 @@
+"""Does the agent learn where to look?  A policy report on the fixed test set.
+
+    python -m tf_glimpse.report RUN_DIR [--gifs 5] [--limit N] [--data_dir DIR]
+
+Four policies choose the glimpses, and the run's trained classifier (the "best"
+checkpoint) judges every one of them:
+
+* ``learned_greedy``  - the learned policy, argmax of its logits (deterministic);
+* ``learned_sampled`` - the learned policy, sampled with a fixed seed;
+* ``random``          - uniformly random cells (a fixed seed);
+* ``fixed``           - the image centre first, then a square spiral around it
+                        (`fixed_actions`).
+
+A classifier trained together with the learned policy is not a fair judge of
+random glimpses, so the random policy is also judged by the classifier trained
+on random glimpses (``random_pretrained_judge``, the ``pretrained/`` checkpoint
+written by ``train.py --pretrain True``).  Both judges see exactly the same random
+glimpses: the random policy's samples depend only on the seed.
+
+Per policy: accuracy after the last step, accuracy after each step, and the
+glimpse hit rate (fraction of glimpses whose P x P patch overlaps the target
+digit's bounding box, `metrics.glimpse_hits`).  Written to ``RUN_DIR/report/``:
+``report.md``, ``report.json``, ``accuracy_per_step.png``, ``heatmap_grid.png``
+(absolute positions) and ``heatmap_centred.png`` (glimpse centre minus digit
+centre); and ``RUN_DIR/gifs/attention1.gif`` ... of the greedy policy.
+
+Exit codes: 0 done, 1 data not found, 2 bad arguments or RUN_DIR (not a run
+directory, or no checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from tf_glimpse.grid import ActionGrid
+
+POLICIES = ("learned_greedy", "learned_sampled", "random", "fixed")
+JUDGED_BY_PRETRAINED = "random_pretrained_judge"
+MODES = {"learned_greedy": "greedy", "learned_sampled": "sample", "random": "random"}
+# Seed streams: "random" and its pretrained judge share one, so both see the same glimpses.
+SEED_STREAMS = {"learned_sampled": 1, "random": 2}
+DESCRIPTIONS = {
+    "learned_greedy": "learned policy, argmax (deterministic)",
+    "learned_sampled": "learned policy, sampled (fixed seed)",
+    "random": "uniformly random cells, judged by the trained classifier",
+    "fixed": "centre first, then a square spiral around it",
+    JUDGED_BY_PRETRAINED: "uniformly random cells, judged by the classifier trained on "
+                          "random glimpses",
+}
+PRETRAIN_HINT = ("the run has no pretrained/ checkpoint; train with --pretrain True to get "
+                 "the classifier trained on random glimpses")
+
+ActionFn = Callable[[dict], np.ndarray]  # batch -> actions [B, T]
+
+
+# ------------------------------------------------------------------ policies
+def fixed_actions(grid: ActionGrid, steps: int) -> np.ndarray:
+    """The fixed policy: the centre cell first, then a square spiral around it -> int32 [T].
+
+    The centre cell is the one whose patch centre is nearest the image centre.
+    The spiral walks over non-overlapping patches (cells ``k = ceil(P / s)`` grid
+    steps apart): ring 1 of the 8 neighbouring patches clockwise from the one
+    above the centre, then ring 2, and so on; the cells in between come after all
+    of those, by ring, in the same clockwise order.  With more steps than cells
+    the order repeats.
+    """
+    centre = int(grid.from_centre(np.array([0.5, 0.5])))
+    centre_row, centre_col = divmod(centre, grid.size)
+    spacing = max(1, -(-grid.patch_size // grid.stride))
+    rows, cols = np.divmod(np.arange(grid.num_actions), grid.size)
+    d_row, d_col = rows - centre_row, cols - centre_col
+    off_lattice = (d_row % spacing != 0) | (d_col % spacing != 0)
+    ring = np.maximum(np.abs(d_row), np.abs(d_col))
+    clockwise = np.mod(np.arctan2(d_col, -d_row), 2 * np.pi)  # 0 = up, pi/2 = right
+    order = np.lexsort((clockwise, ring, off_lattice))
+    return np.resize(order, steps).astype(np.int32)
+
+
+def oracle_actions(boxes: np.ndarray, grid: ActionGrid, steps: int) -> np.ndarray:
+    """The cell nearest the centre of each target box, every step -> int32 [B, T].
+
+    Its patch always overlaps a non-empty box (stride <= patch size): an upper
+    bound for the hit rate, used by the tests.
+    """
+    boxes = np.asarray(boxes, np.float64)
+    centre_xy = np.stack([(boxes[:, 1] + boxes[:, 3]) / 2, (boxes[:, 0] + boxes[:, 2]) / 2],
+                         axis=-1) / grid.img_size
+    return np.repeat(grid.from_centre(centre_xy)[:, None], steps, axis=1).astype(np.int32)
+
+
+def constant_policy(actions: np.ndarray) -> ActionFn:
+    """A policy that takes the same actions [T] on every canvas."""
+    actions = np.asarray(actions, np.int32)
+    return lambda batch: np.broadcast_to(actions, (len(batch["label"]), len(actions)))
+
+
+# ---------------------------------------------------------------- episodes
+@dataclasses.dataclass
+class Episodes:
+    """What one policy did on the test canvases (numpy; n canvases, T steps, C classes)."""
+
+    actions: np.ndarray   # [n, T] int32
+    correct: np.ndarray   # [n, T] float32: prediction after step t is right
+    hits: np.ndarray      # [n, T] float32: glimpse t overlaps the target box
+    probs: np.ndarray     # [n, T, C] class probabilities after each step
+    boxes: np.ndarray     # [n, 4] target boxes (top, left, bottom, right)
+    labels: np.ndarray    # [n]
+    images: np.ndarray    # [k, I, I, 1] the first k canvases (k = keep_images)
+
+
+def episode_function(agent):
+    """A `tf.function` (images, mode, seed, actions) -> actions, step probabilities."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def episode(images, mode, seed, actions):
+        outputs = agent(images, mode=mode, seed=seed, actions=actions)
+        return outputs["actions"], tf.nn.softmax(outputs["step_logits"], axis=-1)
+
+    return episode
+
+
+def run_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, grid: ActionGrid,
+               seed: int = 0, limit: int | None = None, keep_images: int = 0,
+               progress=None) -> Episodes:
+    """Play `policy` on the canvases of `dataset` (batches of image/label/box) with `agent`.
+
+    `policy` is "learned_greedy", "learned_sampled", "random", "fixed", or a
+    function batch -> actions [B, T] (played with mode="given").  Sampling
+    policies use the stateless seed ``fold_in([seed, stream], batch index)``.
+    Stops after `limit` canvases; keeps the first `keep_images` canvases.
+    `progress` (e.g. a keras Progbar) gets ``update(batches done)``.
+    """
+    import tensorflow as tf
+
+    from tf_glimpse.metrics import glimpse_hits, step_correct
+
+    if policy == "fixed":
+        policy = constant_policy(fixed_actions(grid, agent.steps))
+    if isinstance(policy, str) and policy not in MODES:
+        raise ValueError(f"policy={policy!r}; valid values: {', '.join(POLICIES)} or a function")
+    episode = episode_function(agent)
+    stream = SEED_STREAMS.get(policy, 0) if isinstance(policy, str) else 0
+    base_seed = tf.constant([seed, stream], tf.int64)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("actions", "correct", "hits", "probs",
+                                                           "boxes", "labels", "images")}
+    count = 0
+    for index, batch in enumerate(dataset):
+        if limit is not None and count >= limit:
+            break
+        take = len(batch["label"]) if limit is None else min(len(batch["label"]), limit - count)
+        batch = {key: value[:take] for key, value in batch.items()}
+        batch_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
+        if callable(policy):
+            actions, probs = episode(batch["image"], "given", batch_seed,
+                                     tf.constant(policy(batch), tf.int32))
+        else:
+            actions, probs = episode(batch["image"], MODES[policy], batch_seed, None)
+        parts["actions"].append(actions.numpy())
+        parts["probs"].append(probs.numpy())
+        parts["correct"].append(step_correct(probs, batch["label"]).numpy())
+        parts["hits"].append(glimpse_hits(actions, batch["box"], grid).numpy())
+        parts["boxes"].append(np.asarray(batch["box"]))
+        parts["labels"].append(np.asarray(batch["label"]))
+        if count < keep_images:
+            parts["images"].append(np.asarray(batch["image"][:keep_images - count]))
+        count += take
+        if progress is not None:
+            progress.update(index + 1)
+    if not count:
+        raise ValueError("the dataset holds no canvases")
+    arrays = {key: np.concatenate(values) if values else np.zeros((0,))
+              for key, values in parts.items()}
+    return Episodes(**arrays)
+
+
+def summarize(episodes: Episodes) -> dict:
+    """Accuracy (final and per step), error and hit rate (overall and per step) of episodes."""
+    accuracy_per_step = episodes.correct.mean(axis=0)
+    hit_rate_per_step = episodes.hits.mean(axis=0)
+    return {
+        "accuracy": float(accuracy_per_step[-1]),
+        "error": float(1.0 - accuracy_per_step[-1]),
+        "hit_rate": float(episodes.hits.mean()),
+        "accuracy_per_step": [float(a) for a in accuracy_per_step],
+        "hit_rate_per_step": [float(h) for h in hit_rate_per_step],
+        "count": int(len(episodes.labels)),
+    }
+
+
+def evaluate_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, grid: ActionGrid,
+                    seed: int = 0, limit: int | None = None) -> dict:
+    """`summarize(run_policy(...))`: accuracy, error, hit rate (and per step) of one policy."""
+    return summarize(run_policy(agent, dataset, policy, grid, seed, limit))
+
+
+# -------------------------------------------------------------- positions
+def glimpse_centres_px(actions: np.ndarray, grid: ActionGrid) -> np.ndarray:
+    """Glimpse centres (x, y) in canvas pixels: actions [...] -> [..., 2]."""
+    return grid.centres(np.asarray(actions)) * grid.img_size
+
+
+def centred_offsets(actions: np.ndarray, boxes: np.ndarray, grid: ActionGrid) -> np.ndarray:
+    """Glimpse centre minus target-box centre, (dx, dy) pixels: [n, T], [n, 4] -> [n, T, 2]."""
+    boxes = np.asarray(boxes, np.float64)
+    box_xy = np.stack([(boxes[:, 1] + boxes[:, 3]) / 2, (boxes[:, 0] + boxes[:, 2]) / 2], axis=-1)
+    return glimpse_centres_px(actions, grid) - box_xy[:, None, :]
+
+
+def offset_histogram(offsets: np.ndarray, grid: ActionGrid) -> tuple[np.ndarray, np.ndarray]:
+    """2-D histogram [rows = dy, cols = dx] of offsets with stride-wide bins over +-img_size."""
+    edges = np.arange(-grid.img_size, grid.img_size + grid.stride, grid.stride,
+                      dtype=np.float64) - grid.stride / 2
+    flat = np.asarray(offsets).reshape(-1, 2)
+    counts, _, _ = np.histogram2d(flat[:, 1], flat[:, 0], bins=[edges, edges])
+    return counts, edges
+
+
+# ------------------------------------------------------------------- plots
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_per_step(results: dict[str, dict], path: Path) -> Path:
+    """Accuracy and hit rate after each step, one line per policy -> PNG."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, result in results.items():
+        steps = np.arange(1, len(result["accuracy_per_step"]) + 1)
+        style = "--" if name == JUDGED_BY_PRETRAINED else "-"
+        axes[0].plot(steps, result["accuracy_per_step"], style, marker="o", label=name)
+        if name != JUDGED_BY_PRETRAINED:  # Same glimpses as "random".
+            axes[1].plot(steps, result["hit_rate_per_step"], marker="o", label=name)
+    axes[0].axhline(0.1, color="grey", linewidth=0.8, linestyle=":", label="chance")
+    for ax, title in zip(axes, ("test accuracy after step t", "glimpse hit rate at step t")):
+        ax.set_title(title)
+        ax.set_xlabel("step t")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def plot_heatmaps(maps: dict[str, np.ndarray], path: Path, extent: list[float], xlabel: str,
+                  ylabel: str, title: str, box_size: tuple[float, float] | None = None) -> Path:
+    """One heat map per policy (fraction of glimpses) side by side -> PNG."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(maps), figsize=(3.4 * len(maps), 3.6), squeeze=False)
+    for ax, (name, counts) in zip(axes[0], maps.items()):
+        fraction = counts / max(float(counts.sum()), 1.0)
+        image = ax.imshow(fraction, extent=extent, origin="upper", cmap="inferno",
+                          interpolation="nearest")
+        if box_size is not None:
+            height, width = box_size
+            ax.add_patch(plt.Rectangle((-width / 2, -height / 2), width, height, fill=False,
+                                       edgecolor="cyan", linewidth=1))
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=7)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def plot_position_heatmaps(episodes: dict[str, Episodes], grid: ActionGrid,
+                           out_dir: Path) -> dict[str, Path]:
+    """The absolute (grid) and digit-centred heat maps of glimpse positions -> PNG paths."""
+    from tf_glimpse.visualize import position_counts
+
+    low = grid.origin + grid.patch_size / 2 - grid.stride / 2
+    high = low + grid.size * grid.stride
+    absolute = plot_heatmaps(
+        {name: position_counts(e.actions, grid) for name, e in episodes.items()},
+        out_dir / "heatmap_grid.png", [low, high, high, low], "x (pixels)", "y (pixels)",
+        "glimpse centres on the canvas (fraction of glimpses)")
+    histograms = {name: offset_histogram(centred_offsets(e.actions, e.boxes, grid), grid)
+                  for name, e in episodes.items()}
+    edges = next(iter(histograms.values()))[1]
+    some = next(iter(episodes.values())).boxes.astype(np.float64)
+    box_size = (float(np.mean(some[:, 2] - some[:, 0])),
+                float(np.mean(some[:, 3] - some[:, 1])))
+    centred = plot_heatmaps(
+        {name: counts for name, (counts, _) in histograms.items()},
+        out_dir / "heatmap_centred.png", [edges[0], edges[-1], edges[-1], edges[0]],
+        "dx = glimpse - digit centre (pixels)", "dy (pixels, down)",
+        "glimpse centres relative to the digit (cyan: mean digit box)", box_size)
+    return {"heatmap_grid": absolute, "heatmap_centred": centred}
+
+
+# ----------------------------------------------------------------- report
+def markdown_report(report: dict, plots: dict[str, Path], gifs: list[Path], run_dir: Path) -> str:
+    """The text of report.md: a results table, notes, plots and the first GIF."""
+    config = report["config"]
+    rows = ["| policy | judge | accuracy | error | hit rate |", "|---|---|---:|---:|---:|"]
+    for name in (*POLICIES, JUDGED_BY_PRETRAINED):
+        result = report.get(name)
+        if result is None:
+            continue
+        rows.append(f"| `{name}` | {result['judge']} | {result['accuracy']:.4f} | "
+                    f"{100 * result['error']:.2f}% | {result['hit_rate']:.3f} |")
+    if JUDGED_BY_PRETRAINED in report["unavailable"]:
+        rows.append(f"| `{JUDGED_BY_PRETRAINED}` | pretrained | n/a | n/a | n/a |")
+    lines = [
+        "# Policy report: does the agent learn where to look?", "",
+        f"Run `{run_dir}`: {config['img_size']}x{config['img_size']} canvases, "
+        f"{config['clutter_count']} clutter pieces, {config['patch_size']}x{config['patch_size']} "
+        f"glimpses at {config['scales']} scale(s), stride {config['stride']}, "
+        f"{config['steps']} steps.  {report['test_images']} test canvases "
+        f"({'the first ones of ' if report['limited'] else ''}the fixed test set); "
+        f"classifier: `{report['checkpoint']}`.", "",
+        *rows, "",
+        "* judge `trained`: the run's classifier (trained with the learned policy); "
+        "`pretrained`: the classifier after supervised pre-training on random glimpses.",
+        "* hit rate: fraction of glimpses whose patch overlaps the target digit's box.",
+        "* `fixed`: " + DESCRIPTIONS["fixed"] + f" (actions {report['fixed_actions']}).",
+        "* `random` and `random_pretrained_judge` see exactly the same glimpses.",
+    ]
+    if JUDGED_BY_PRETRAINED in report["unavailable"]:
+        lines.append(f"* `{JUDGED_BY_PRETRAINED}`: unavailable, "
+                     f"{report['unavailable'][JUDGED_BY_PRETRAINED]}.")
+    lines += ["", "## Accuracy and hit rate after each step", "",
+              f"![accuracy per step]({plots['accuracy_per_step'].name})", "",
+              "## Where the glimpses go", "",
+              f"![digit-centred heat maps]({plots['heatmap_centred'].name})", "",
+              f"![grid heat maps]({plots['heatmap_grid'].name})", ""]
+    if gifs:
+        lines += ["## Learned policy (greedy) on test canvases", "",
+                  " ".join(f"![attention {i + 1}](../gifs/{p.name})" for i, p in enumerate(gifs)),
+                  ""]
+    lines += ["Command: `" + report["command"] + "`", ""]
+    return "\n".join(lines)
+
+
+def _train_test_accuracy(run_dir: Path, checkpoint: str, limit: int | None) -> float | None:
+    """metrics.json's test accuracy (greedy, best checkpoint): equals ``learned_greedy``
+    on the whole test set, a consistency check.  None when not comparable."""
+    path = run_dir / "metrics.json"
+    if limit is not None or checkpoint != "best" or not path.exists():
+        return None
+    return json.loads(path.read_text()).get("test_accuracy")
+
+
+def build_report(run_dir: Path, data_dir: str | None = None, limit: int | None = None,
+                 gifs: int = 5, seed: int = 0, checkpoint: str = "best",
+                 command: str = "", verbose: int = 1) -> dict:
+    """Evaluate every policy on the test set and write report.md/json, plots and GIFs."""
+    import keras
+
+    from tf_glimpse.data.canvas import split_dataset
+    from tf_glimpse.data.sources import load_splits
+    from tf_glimpse.runs import RunError, latest_checkpoint, load_agent
+    from tf_glimpse.visualize import save_attention_gifs
+
+    config, agent = load_agent(run_dir, checkpoint)
+    splits = load_splits(config.dataset, data_dir or config.data_dir, config.val_size,
+                         config.seed, config.subset)
+    dataset = split_dataset(splits, config, "test")
+    grid = config.grid
+    total = len(splits.test_labels) if limit is None else min(limit, len(splits.test_labels))
+    batches = -(-total // config.batch_size)
+
+    def play(judge, policy: str, keep: int = 0, name: str | None = None) -> Episodes:
+        if verbose:
+            print(f"{name or policy}:")
+        bar = keras.utils.Progbar(batches, verbose=verbose, unit_name="batch")
+        return run_policy(judge, dataset, policy, grid, seed, limit, keep, bar)
+
+    episodes = {name: play(agent, name, gifs if name == "learned_greedy" else 0)
+                for name in POLICIES}
+    results = {name: {**summarize(e), "judge": "trained", "description": DESCRIPTIONS[name]}
+               for name, e in episodes.items()}
+    unavailable = {}
+    try:
+        pretrained_path = latest_checkpoint(run_dir, "pretrained")
+        _, pretrained = load_agent(run_dir, "pretrained")
+        judged = play(pretrained, "random", name=JUDGED_BY_PRETRAINED)
+        results[JUDGED_BY_PRETRAINED] = {**summarize(judged), "judge": "pretrained",
+                                         "description": DESCRIPTIONS[JUDGED_BY_PRETRAINED]}
+    except RunError:
+        pretrained_path = None
+        unavailable[JUDGED_BY_PRETRAINED] = PRETRAIN_HINT
+
+    out_dir = Path(run_dir) / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = {"accuracy_per_step": plot_per_step(results, out_dir / "accuracy_per_step.png"),
+             **plot_position_heatmaps(episodes, grid, out_dir)}
+    greedy = episodes["learned_greedy"]
+    gif_paths = save_attention_gifs(Path(run_dir) / "gifs", greedy.images, greedy.actions,
+                                    greedy.probs, grid, config.scales, greedy.labels, gifs)
+    report = {
+        "run_dir": str(run_dir), "command": command, "test_images": results["fixed"]["count"],
+        "limited": limit is not None and limit < len(splits.test_labels),
+        "checkpoint": latest_checkpoint(run_dir, checkpoint),
+        "pretrained_checkpoint": pretrained_path, "seed": seed,
+        "fixed_actions": fixed_actions(grid, config.steps).tolist(),
+        "policies": list(results), **results, "unavailable": unavailable,
+        "config": config.to_dict(),
+        "plots": {name: path.name for name, path in plots.items()},
+        "gifs": [str(p.relative_to(run_dir)) for p in gif_paths],
+        "train_metrics_test_accuracy": _train_test_accuracy(Path(run_dir), checkpoint, limit),
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "report.md").write_text(markdown_report(report, plots, gif_paths, Path(run_dir)))
+    return report
+
+
+# ------------------------------------------------------------- command line
+def build_parser() -> argparse.ArgumentParser:
+    """Flags of ``python -m tf_glimpse.report``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tf_glimpse.report",
+        description="Compare the learned glimpse policy with random and fixed ones on the "
+                    "test set; write RUN_DIR/report/ and RUN_DIR/gifs/.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("run_dir", help="a train.py run directory")
+    parser.add_argument("--gifs", type=int, default=5, help="attention GIFs to write (0 = none)")
+    parser.add_argument("--data_dir", default=None,
+                        help="MNIST directory (default: the run's, then $TF_GLIMPSE_DATA_DIR)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="use only the first N test canvases (faster)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled/random policies")
+    parser.add_argument("--checkpoint", default="best", choices=("best", "checkpoints"),
+                        help="which trained checkpoint judges and plays the learned policy")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check the arguments and RUN_DIR (exit 2 when bad), then build the report."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    if args.gifs < 0:
+        parser.error(f"--gifs={args.gifs} is out of range; valid range: >= 0")
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit={args.limit} is out of range; valid range: >= 1")
+
+    from tf_glimpse.config import ConfigError
+    from tf_glimpse.runs import RunError, latest_checkpoint, load_config
+
+    run_dir = Path(args.run_dir)
+    try:
+        if not run_dir.is_dir():
+            raise RunError(f"{run_dir} is not a directory")
+        load_config(run_dir)
+        latest_checkpoint(run_dir, args.checkpoint)
+    except (RunError, ConfigError) as error:
+        print(f"report: error: {error}", file=sys.stderr)
+        return 2
+
+    from tf_glimpse.data.idx import DataError
+
+    command = shlex.join(["python", "-m", "tf_glimpse.report", *argv])
+    try:
+        report = build_report(run_dir, args.data_dir, args.limit, args.gifs, args.seed,
+                              args.checkpoint, command, verbose=0 if args.quiet else 1)
+    except DataError as error:
+        print(f"report: error: {error}", file=sys.stderr)
+        return 1
+    print(f"{'policy':<25} {'accuracy':>9} {'hit rate':>9}")
+    for name in report["policies"]:
+        result = report[name]
+        print(f"{name:<25} {result['accuracy']:>9.4f} {result['hit_rate']:>9.3f}")
+    for name, hint in report["unavailable"].items():
+        print(f"{name:<25} unavailable: {hint}")
+    print(f"wrote {run_dir / 'report' / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
