@@ -84,7 +84,8 @@ class GlimpseConfig:
     entropy_weight: float = 0.01
     reinforce_weight: float = 1.0
     baseline_weight: float = 1.0
-    step_loss: bool = False
+    # Train the prediction after every step: the information-gain rewards need them to be meaningful.
+    step_loss: bool = True
 
     # Training.
     epochs: int = 20
