@@ -19,9 +19,9 @@ SMALL = dict(embedding_units=64, memory_units=64, classifier_units=64, glimpse_u
 
 
 def test_learns_mnist_far_above_chance(tmp_path, data_dir):
-    config = GlimpseConfig(data_dir=data_dir, img_size=28, clutter_count=0, patch_size=8,
-                           stride=4, steps=4, subset=4096, val_size=1000, batch_size=64,
-                           epochs=2, pretrain=True, pretrain_epochs=1, lr=2e-3,
+    config = GlimpseConfig(data_dir=data_dir, img_size=28, clutter_count=0, patch_size=12,
+                           stride=4, steps=3, subset=4096, val_size=1000, batch_size=64,
+                           epochs=2, pretrain=True, pretrain_epochs=1, lr=3e-3,
                            jit_compile=False, **SMALL)
     metrics = Trainer(config, tmp_path / "run", verbose=0).fit()
     assert metrics["val_accuracy"] > 0.6, metrics
