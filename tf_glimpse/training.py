@@ -282,6 +282,7 @@ class Trainer:
 
     def finish(self, history: dict) -> dict:
         """Restore the best checkpoint, evaluate val and test once, write `metrics.json`."""
+        epochs = int(self.epoch.numpy())  # Before the best checkpoint's epoch replaces it.
         if self.best_manager.latest_checkpoint:
             self.checkpoint.restore(self.best_manager.latest_checkpoint)
         val = self.evaluate("val")
@@ -290,8 +291,8 @@ class Trainer:
             "val_accuracy": val["accuracy"], "test_accuracy": test["accuracy"],
             "test_error": 1.0 - test["accuracy"], "val_error": 1.0 - val["accuracy"],
             "test_accuracy_per_step": test["accuracy_per_step"], "test_hit_rate": test["hit_rate"],
-            "epochs": int(self.epoch.numpy()), "train_seconds": history.get("train_seconds", 0.0),
-            "images_per_s": (int(self.epoch.numpy()) * self.steps_per_epoch
+            "epochs": epochs, "train_seconds": history.get("train_seconds", 0.0),
+            "images_per_s": (epochs * self.steps_per_epoch
                              * self.config.batch_size / max(history.get("train_seconds", 0.0), 1e-9)),
             "best_checkpoint": self.best_manager.latest_checkpoint,
             "val_history": history.get("val_history", []),
@@ -301,7 +302,7 @@ class Trainer:
             metrics["test_accuracy_sampled"] = sampled["accuracy"]
         if self.is_chief:
             _write_json(self.logdir / "metrics.json", metrics)
-            with self.writer.as_default(step=int(self.epoch.numpy())):
+            with self.writer.as_default(step=epochs):
                 tf.summary.scalar("test/accuracy", test["accuracy"])
             self.writer.flush()
         if self.verbose:

@@ -1,0 +1,74 @@
+"""Command line: ``python -m export RUN_DIR --out OUT_DIR [--quantize none|dynamic|int8]``.
+
+Exit codes: 0 success, 1 the run or the export failed (missing run directory,
+no checkpoint, a model that fails its checks), 2 bad arguments or an existing
+OUT_DIR without --overwrite.  On any failure nothing is left in OUT_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+QUANTIZE_MODES = ("none", "dynamic", "int8")  # As export.tflite.QUANTIZE_MODES (no TF import).
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line options."""
+    parser = argparse.ArgumentParser(
+        prog="python -m export",
+        description="Export a train.py run to a SavedModel and TFLite models (builtin ops only).")
+    parser.add_argument("run_dir", help="run directory written by train.py (--logdir)")
+    parser.add_argument("--out", required=True, help="output directory (must not exist)")
+    parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none",
+                        help="also write quantized TFLite models: dynamic (int8 weights) or "
+                             "int8 (int8 weights and activations, calibrated on validation "
+                             "canvases; needs the data set)")
+    parser.add_argument("--checkpoint", choices=("best", "checkpoints", "pretrained"),
+                        default="best", help="which checkpoint of the run to export")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
+    parser.add_argument("--verify_count", type=int, default=64,
+                        help="canvases the exported models are checked on")
+    parser.add_argument("--eval_count", type=int, default=1000,
+                        help="validation canvases the quantized models are scored on")
+    parser.add_argument("--calibration_count", type=int, default=200,
+                        help="validation canvases (not among the scored ones) that calibrate int8")
+    parser.add_argument("--quiet", action="store_true", help="print only errors")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the export; returns the exit code."""
+    args = parse_args(argv)
+    if not os.path.isdir(args.run_dir):
+        print(f"error: run directory {args.run_dir} not found", file=sys.stderr)
+        return 1
+    if os.path.exists(args.out) and not args.overwrite:
+        print(f"error: {args.out} already exists; pass --overwrite to replace it",
+              file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from export.errors import ExportError
+    from export.pipeline import export_run
+    from tf_glimpse.config import ConfigError
+    from tf_glimpse.data import DataError
+    from tf_glimpse.runs import RunError
+
+    log = (lambda message: None) if args.quiet else print
+    try:
+        info = export_run(args.run_dir, args.out, args.quantize, overwrite=args.overwrite,
+                          verify_count=args.verify_count, eval_count=args.eval_count,
+                          calibration_count=args.calibration_count,
+                          kind=args.checkpoint, log=log)
+    except (RunError, ExportError, ConfigError, DataError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    log(f"exported to {args.out}: " + ", ".join(f"{name} {size / 1e6:.2f} MB"
+                                               for name, size in info["files"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

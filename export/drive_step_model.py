@@ -1,0 +1,146 @@
+"""Drive `glimpse_step.tflite` one glimpse at a time, reading only the requested patches.
+
+This module needs only numpy and ai_edge_litert (no TensorFlow, no tf_glimpse):
+copy it next to `glimpse_step.tflite` and `export_info.json` on the device.
+
+    import json
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+    from export.drive_step_model import read_glimpse
+
+    info = json.load(open("OUT_DIR/export_info.json"))
+    step = Interpreter("OUT_DIR/glimpse_step.tflite").get_signature_runner()
+    state = {name: np.zeros(shape, np.float32)
+             for name, shape in info["step_model"]["state_shapes"].items()}
+    action = int(np.argmax(info["initial_logits"]))  # the first cell: nothing seen yet
+    for t in range(info["steps"]):
+        glimpse = read_glimpse(image, action, info["grid"])  # image: uint8 [I, I]
+        out = step(glimpse=glimpse, action=np.array([action], np.int32),
+                   step=np.array([t], np.int32), **state)
+        state = {name: out[name] for name in state}
+        action = int(np.argmax(out["next_logits"]))  # where to look next
+    class_id = int(np.argmax(out["probabilities"]))
+
+`run_episode` is that loop, also returning the actions, locations and class
+probabilities after every step; the tests check it against glimpse_full.tflite.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _bilinear_weights(start: float, patch: int, factor: float) -> tuple[np.ndarray, int]:
+    """Weights [P, W] of the P outputs over the W pixels first..first+W-1, and `first`.
+
+    Output i samples pixel coordinate ``start + (i + 0.5) * factor - 0.5`` (the
+    convention of `tf_glimpse.sensor`): exactly pixel start + i at factor 1, the
+    mean of 2**j pixels per axis at factor 2**j.
+    """
+    positions = start + (np.arange(patch) + 0.5) * factor - 0.5
+    first, last = int(np.floor(positions[0])), int(np.ceil(positions[-1]))
+    pixels = np.arange(first, last + 1)
+    weights = np.maximum(0.0, 1.0 - np.abs(positions[:, None] - pixels[None, :]))
+    return weights.astype(np.float32), first
+
+
+def _window(image: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """image[top:top+height, left:left+width], reading zeros outside the image."""
+    size = image.shape[0]
+    window = np.zeros((height, width), np.float32)
+    rows = slice(max(top, 0), min(top + height, size))
+    cols = slice(max(left, 0), min(left + width, size))
+    if rows.start < rows.stop and cols.start < cols.stop:
+        window[rows.start - top:rows.stop - top, cols.start - left:cols.stop - left] = \
+            image[rows, cols]
+    return window
+
+
+def read_glimpse(image: np.ndarray, action: int, grid: dict) -> np.ndarray:
+    """The glimpse [1, k, P, P] float32 (0..1) at grid cell `action`, as the model's sensor sees it.
+
+    `image` is uint8 [I, I] or [I, I, 1] (0..255) or float [I, I(, 1)] already in
+    0..1; `grid` is `export_info["grid"]`.  Only the pixels under the k windows
+    are read: at scale 0 exactly the P x P patch.
+    """
+    image = np.asarray(image)
+    if image.ndim == 3:
+        image = image[..., 0]
+    if image.dtype == np.uint8:
+        pixels = image.astype(np.float32) / np.float32(255.0)
+    else:
+        pixels = image.astype(np.float32)
+    patch, size = grid["patch_size"], grid["size"]
+    row, col = divmod(int(action), size)
+    top = grid["origin"] + row * grid["stride"]
+    left = grid["origin"] + col * grid["stride"]
+    scales = []
+    for scale in range(grid["scales"]):
+        factor = 2.0 ** scale
+        margin = patch * (factor - 1.0) / 2.0
+        row_weights, first_row = _bilinear_weights(top - margin, patch, factor)
+        col_weights, first_col = _bilinear_weights(left - margin, patch, factor)
+        window = _window(pixels, first_row, first_col, row_weights.shape[1],
+                         col_weights.shape[1])
+        scales.append(row_weights @ window @ col_weights.T)
+    return np.stack(scales)[None].astype(np.float32)
+
+
+def zero_state(info: dict) -> dict[str, np.ndarray]:
+    """The step model's state before the first glimpse (all zeros)."""
+    return {name: np.zeros(shape, np.float32)
+            for name, shape in info["step_model"]["state_shapes"].items()}
+
+
+def run_episode(step_runner, image: np.ndarray, info: dict,
+                record: list | None = None) -> dict[str, np.ndarray]:
+    """One greedy episode with the step model: what glimpse_full.tflite computes in one call.
+
+    Args:
+      step_runner: `Interpreter(...).get_signature_runner()` of glimpse_step.tflite.
+      image: the canvas, uint8 [I, I] or [I, I, 1].
+      info: the parsed export_info.json.
+      record: if given, the inputs of every step call are appended to it (as dicts).
+
+    Returns:
+      ``action_ids`` [T], ``locations`` [T, 2], ``step_probabilities`` [T, C],
+      ``probabilities`` [C] and ``class_id``.
+    """
+    state = zero_state(info)
+    action = int(np.argmax(info["initial_logits"]))
+    actions, step_probabilities = [], []
+    for t in range(info["steps"]):
+        inputs = dict(glimpse=read_glimpse(image, action, info["grid"]),
+                      action=np.array([action], np.int32), step=np.array([t], np.int32),
+                      **state)
+        if record is not None:
+            record.append(inputs)
+        out = step_runner(**inputs)
+        state = {name: out[name] for name in state}
+        actions.append(action)
+        step_probabilities.append(out["probabilities"][0])
+        action = int(np.argmax(out["next_logits"][0]))
+    centres = np.asarray(info["grid"]["centres"], np.float32)
+    probabilities = step_probabilities[-1]
+    return {
+        "action_ids": np.asarray(actions, np.int32),
+        "locations": centres[actions],
+        "step_probabilities": np.stack(step_probabilities),
+        "probabilities": probabilities,
+        "class_id": int(np.argmax(probabilities)),
+    }
+
+
+def run_episodes(model_path: str, images: np.ndarray, info: dict) -> dict[str, np.ndarray]:
+    """`run_episode` for each of the uint8 images [B, I, I(, 1)], stacked like the full model's."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(model_path), num_threads=1).get_signature_runner()
+    episodes = [run_episode(runner, image, info) for image in images]
+    return {
+        "action_ids": np.stack([e["action_ids"] for e in episodes]),
+        "locations": np.stack([e["locations"] for e in episodes]),
+        "step_probabilities": np.stack([e["step_probabilities"] for e in episodes]),
+        "probabilities": np.stack([e["probabilities"] for e in episodes]),
+        "class_ids": np.asarray([e["class_id"] for e in episodes], np.int32),
+    }

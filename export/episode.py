@@ -1,0 +1,84 @@
+"""One greedy episode of a trained agent as a `tf.Module`: the SavedModel and the full TFLite model.
+
+`EpisodeModule` wraps a `GlimpseAgent` and turns raw uint8 images into the
+outputs a serving user wants:
+
+    images             uint8   [B, I, I, 1]  pixel values 0..255 (the canvas, one channel)
+    -> probabilities      float32 [B, C]     class probabilities after the last glimpse
+       class_ids          int32   [B]        argmax of `probabilities`
+       locations          float32 [B, T, 2]  normalised patch centres (x, y) in [0, 1]
+       action_ids         int32   [B, T]     grid cells looked at (row-major, see ActionGrid)
+       step_probabilities float32 [B, T, C]  class probabilities after every glimpse
+
+The policy is greedy (argmax), so the outputs are a deterministic function of the image.
+
+Keras 3 keeps its weights in `keras.Variable` objects, which a `tf.Module` does
+not list in `.variables`.  The module therefore also holds the underlying
+`tf.Variable`s explicitly (`self.weights`), so `tf.saved_model.save` always
+writes them; `export.saved_model.verify` checks the reloaded model anyway.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tf_glimpse.agent import GlimpseAgent
+
+OUTPUT_NAMES = ("probabilities", "class_ids", "locations", "action_ids", "step_probabilities")
+
+
+def tf_variables(agent: GlimpseAgent) -> list[tf.Variable]:
+    """The plain `tf.Variable`s behind every Keras weight of `agent`."""
+    return [getattr(weight, "value", weight) for weight in agent.weights]
+
+
+def images_spec(img_size: int, batch: int | None = None) -> tf.TensorSpec:
+    """The input every exported episode takes: uint8 [batch, I, I, 1] named "images"."""
+    return tf.TensorSpec([batch, img_size, img_size, 1], tf.uint8, name="images")
+
+
+class EpisodeModule(tf.Module):
+    """A `tf.Module` around a trained agent: uint8 images -> greedy episode outputs."""
+
+    def __init__(self, agent: GlimpseAgent, name: str = "glimpse_episode"):
+        super().__init__(name=name)
+        self.agent = agent
+        self.img_size = agent.grid.img_size
+        # Tracked explicitly: without this list the SavedModel may be saved without weights.
+        self.weights = tf_variables(agent)
+
+    def episode(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The greedy episode of uint8 images [B, I, I, 1] (no input checks)."""
+        pixels = tf.cast(images, tf.float32) / 255.0
+        outputs = self.agent(pixels, mode="greedy")
+        step_probabilities = tf.nn.softmax(outputs["step_logits"], axis=-1)
+        probabilities = step_probabilities[:, -1]
+        return {
+            "probabilities": probabilities,
+            "class_ids": tf.argmax(probabilities, axis=-1, output_type=tf.int32),
+            "locations": outputs["locations"],
+            "action_ids": tf.cast(outputs["actions"], tf.int32),
+            "step_probabilities": step_probabilities,
+        }
+
+    def serving_function(self) -> tf.types.experimental.ConcreteFunction:
+        """`serving_default`: any batch size, shape checked at the signature.
+
+        A SavedModel signature checks the dtype of its input but not its shape, so
+        an `EnsureShape` at the entry turns a wrong image size, rank or channel
+        count into "Shape of tensor images [...] is not compatible with expected
+        shape [?,I,I,1]" instead of an error deep inside the glimpse sensor.
+        """
+        spec = images_spec(self.img_size)
+
+        @tf.function(input_signature=[spec])
+        def serve(images):
+            images = tf.ensure_shape(images, spec.shape, name="check_images_shape")
+            return self.episode(images)
+
+        self.serve = serve  # Keep the tf.function: `loaded.serve(...)` also checks its input.
+        return serve.get_concrete_function()
+
+    def single_image_function(self) -> tf.types.experimental.ConcreteFunction:
+        """One image [1, I, I, 1] uint8 -> the same outputs: the graph of glimpse_full.tflite."""
+        return tf.function(self.episode).get_concrete_function(images_spec(self.img_size, 1))

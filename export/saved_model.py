@@ -1,0 +1,80 @@
+"""Writing and checking `OUT_DIR/saved_model/` (signature `serving_default`).
+
+Inspect and run it with the standard tools:
+
+    saved_model_cli show --dir OUT_DIR/saved_model --all
+    python -c "import numpy as np; np.save('images.npy', np.zeros((2, 64, 64, 1), np.uint8))"
+    saved_model_cli run --dir OUT_DIR/saved_model --tag_set serve \
+        --signature_def serving_default --inputs images=images.npy
+
+(`--input_exprs` accepts only Python literals, not `np.zeros(...)`.)  The input
+must be uint8 [B, I, I, 1] with pixel values 0..255; a wrong image size, rank or
+channel count fails at the signature's entry ("Shape of tensor images [...] is
+not compatible with expected shape [?,I,I,1]"), a wrong dtype with "expected to
+be a uint8 tensor".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from export.episode import OUTPUT_NAMES, EpisodeModule
+from export.errors import ExportError
+from tf_glimpse.agent import GlimpseAgent
+
+SIGNATURE = "serving_default"
+
+
+def save(agent: GlimpseAgent, path: str | Path) -> EpisodeModule:
+    """Write the SavedModel of `agent`'s greedy episode to `path`; returns the module."""
+    module = EpisodeModule(agent)
+    serving = module.serving_function()
+    tf.saved_model.save(module, str(path), signatures={SIGNATURE: serving})
+    return module
+
+
+def run_signature(path: str | Path, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Load the SavedModel at `path` and run `serving_default` on uint8 `images`."""
+    loaded = tf.saved_model.load(str(path))
+    outputs = loaded.signatures[SIGNATURE](images=tf.constant(images))
+    return {name: value.numpy() for name, value in outputs.items()}
+
+
+def compare(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], atol: float,
+            what: str) -> float:
+    """Raise ExportError unless `actual` matches `expected`; returns the largest float error.
+
+    Integer outputs (class and action ids) must be identical and float outputs
+    finite and within `atol`: a model exported without its weights fails here.
+    """
+    worst = 0.0
+    for name in OUTPUT_NAMES:
+        want, got = np.asarray(expected[name]), np.asarray(actual[name])
+        if want.shape != got.shape:
+            raise ExportError(f"{what}: output {name!r} has shape {got.shape}, "
+                              f"expected {want.shape}")
+        if np.issubdtype(want.dtype, np.integer):
+            if not np.array_equal(want, got):
+                differ = int(np.sum(np.any((want != got).reshape(len(want), -1), axis=1)))
+                raise ExportError(f"{what}: output {name!r} differs from the Keras model "
+                                  f"for {differ} of {len(want)} images")
+            continue
+        if not np.all(np.isfinite(got)):
+            raise ExportError(f"{what}: output {name!r} is not finite (a model without "
+                              f"its weights?)")
+        error = float(np.max(np.abs(want - got))) if want.size else 0.0
+        if error > atol:
+            raise ExportError(f"{what}: output {name!r} differs from the Keras model by "
+                              f"{error:.2e} > {atol:.0e} (a model without its weights?)")
+        worst = max(worst, error)
+    return worst
+
+
+def verify(path: str | Path, module: EpisodeModule, images: np.ndarray,
+           atol: float = 1e-5) -> float:
+    """Reload the SavedModel from disk and compare it with the Keras model; returns max error."""
+    expected = {k: v.numpy() for k, v in module.episode(tf.constant(images)).items()}
+    return compare(expected, run_signature(path, images), atol, "SavedModel")

@@ -1,0 +1,129 @@
+"""TFLite conversion (builtin ops only), op listing and running with LiteRT.
+
+`tf.lite.TFLiteConverter` is still the converter in TF 2.21; the deprecated
+`tf.lite.Interpreter` is not used: models run with
+`ai_edge_litert.interpreter.Interpreter`.
+
+Quantization (`--quantize`):
+
+* ``none``    - float32 weights and activations.
+* ``dynamic`` - int8 weights, float activations (no data needed).
+* ``int8``    - int8 weights and activations, calibrated on a representative
+  dataset of validation canvases; inputs and outputs stay as in the float model
+  (uint8 images / float glimpses in, float probabilities out).  Ops without an
+  int8 kernel would stay float (TFLITE_BUILTINS next to TFLITE_BUILTINS_INT8);
+  `convert` first tries int8 only and records which set it needed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.interpreter import Interpreter
+
+from export.errors import ExportError
+
+QUANTIZE_MODES = ("none", "dynamic", "int8")
+_BUILTIN_NAMES = {value: name for name, value in vars(schema.BuiltinOperator).items()
+                  if not name.startswith("_")}
+
+
+def convert(function: tf.types.experimental.ConcreteFunction, module: tf.Module,
+            quantize: str = "none",
+            representative: Callable[[], Iterable[list[np.ndarray]]] | None = None,
+            ) -> tuple[bytes, dict]:
+    """Convert a concrete function to a TFLite flatbuffer with builtin ops only.
+
+    Returns the model bytes and a dict describing the conversion
+    (``quantize``, ``op_sets``).  Raises ExportError if the converter needs
+    anything but builtin ops (e.g. Flex TensorList ops of a `GRU(unroll=False)`).
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize={quantize!r}; valid values: {', '.join(QUANTIZE_MODES)}")
+    if quantize != "int8":
+        return _convert(function, module, quantize, None, ["TFLITE_BUILTINS"]), {
+            "quantize": quantize, "op_sets": ["TFLITE_BUILTINS"]}
+    if representative is None:
+        raise ValueError("quantize='int8' needs a representative dataset")
+    try:
+        op_sets = ["TFLITE_BUILTINS_INT8"]
+        model = _convert(function, module, quantize, representative, op_sets)
+    except Exception:  # Some op has no int8 kernel: keep it in float.
+        op_sets = ["TFLITE_BUILTINS_INT8", "TFLITE_BUILTINS"]
+        model = _convert(function, module, quantize, representative, op_sets)
+    return model, {"quantize": quantize, "op_sets": op_sets}
+
+
+def _convert(function, module, quantize, representative, op_sets) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
+    converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, name) for name in op_sets]
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "int8":
+        converter.representative_dataset = representative
+    try:
+        with warnings.catch_warnings():  # The int8 calibrator still uses tf.lite.Interpreter.
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            model = converter.convert()
+    except Exception as error:
+        raise ExportError(f"TFLite conversion with {'+'.join(op_sets)} failed: "
+                          f"{str(error).strip().splitlines()[-1]}") from error
+    flex = flex_ops(model)
+    if flex:
+        raise ExportError(f"the TFLite model needs Flex ops {flex}; only builtin ops are allowed")
+    return model
+
+
+# ---------------------------------------------------------------------- op lists
+def op_counts(model: bytes | str | Path) -> Counter:
+    """How often each op occurs in a .tflite model (all subgraphs), read from the flatbuffer.
+
+    Builtin ops are named as in the TFLite schema (``FULLY_CONNECTED``); custom
+    ops by their custom code, so Flex (TF Select) ops show as ``FlexXxx``.
+    """
+    buffer = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
+    parsed = schema.Model.GetRootAs(buffer, 0)
+    names = []
+    for index in range(parsed.OperatorCodesLength()):
+        code = parsed.OperatorCodes(index)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            names.append(code.CustomCode().decode())
+        else:
+            names.append(_BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}"))
+    counts = Counter()
+    for graph_index in range(parsed.SubgraphsLength()):
+        graph = parsed.Subgraphs(graph_index)
+        for op_index in range(graph.OperatorsLength()):
+            counts[names[graph.Operators(op_index).OpcodeIndex()]] += 1
+    return counts
+
+
+def flex_ops(model: bytes | str | Path) -> list[str]:
+    """The Flex (TF Select) ops of a .tflite model; empty for a builtin-only model."""
+    return sorted(name for name in op_counts(model) if name.startswith("Flex"))
+
+
+# ----------------------------------------------------------------------- running
+def interpreter(model: bytes | str | Path, num_threads: int = 1) -> Interpreter:
+    """A LiteRT interpreter with its tensors allocated."""
+    if isinstance(model, (str, Path)):
+        runner = Interpreter(model_path=str(model), num_threads=num_threads)
+    else:
+        runner = Interpreter(model_content=bytes(model), num_threads=num_threads)
+    runner.allocate_tensors()
+    return runner
+
+
+def run_full(model: bytes | str | Path | Interpreter, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Run glimpse_full.tflite on uint8 images [B, I, I, 1], one image at a time."""
+    runner = model if isinstance(model, Interpreter) else interpreter(model)
+    episode = runner.get_signature_runner()
+    results = [episode(images=np.asarray(image[None], np.uint8)) for image in images]
+    return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
