@@ -80,11 +80,9 @@ def tflite_episode(path: Path, image: np.ndarray) -> Callable[[], np.ndarray]:
 
 def step_episode(path: Path, image: np.ndarray, info: dict) -> Callable[[], dict]:
     """One episode of the step model, glimpse by glimpse (`export.drive_step_model`)."""
-    from ai_edge_litert.interpreter import Interpreter
+    from export.drive_step_model import open_interpreter, run_episode
 
-    from export.drive_step_model import run_episode
-
-    runner = Interpreter(model_path=str(path), num_threads=1).get_signature_runner()
+    runner = open_interpreter(path).get_signature_runner()
     return lambda: run_episode(runner, image[0], info)
 
 

@@ -27,6 +27,8 @@ import tensorflow as tf
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 
+from export.drive_step_model import open_interpreter
+
 from export.errors import ExportError
 
 QUANTIZE_MODES = ("none", "dynamic", "int8")
@@ -112,13 +114,8 @@ def flex_ops(model: bytes | str | Path) -> list[str]:
 
 # ----------------------------------------------------------------------- running
 def interpreter(model: bytes | str | Path, num_threads: int = 1) -> Interpreter:
-    """A LiteRT interpreter with its tensors allocated."""
-    if isinstance(model, (str, Path)):
-        runner = Interpreter(model_path=str(model), num_threads=num_threads)
-    else:
-        runner = Interpreter(model_content=bytes(model), num_threads=num_threads)
-    runner.allocate_tensors()
-    return runner
+    """A LiteRT interpreter with its tensors allocated (see `open_interpreter`)."""
+    return open_interpreter(model, num_threads)
 
 
 def run_full(model: bytes | str | Path | Interpreter, images: np.ndarray) -> dict[str, np.ndarray]:
