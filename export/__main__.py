@@ -1,8 +1,11 @@
 """Command line: ``python -m export RUN_DIR --out OUT_DIR [--quantize none|dynamic|int8]``.
 
-Exit codes: 0 success, 1 the run or the export failed (missing run directory,
-no checkpoint, a model that fails its checks), 2 bad arguments or an existing
-OUT_DIR without --overwrite.  On any failure nothing is left in OUT_DIR.
+Exit codes, as for train.py and `python -m tf_glimpse.report`: 0 success; 1 the
+export failed (a model that fails its checks, a data error with --quantize int8);
+2 a bad command line: bad arguments, RUN_DIR not a train.py run directory or
+without a checkpoint (the one-line message names it), or an existing OUT_DIR
+without --overwrite.  On any failure nothing is left in OUT_DIR, nor its parent
+directories created.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not os.path.isdir(args.run_dir):
         print(f"error: run directory {args.run_dir} not found", file=sys.stderr)
-        return 1
+        return 2
     if os.path.exists(args.out) and not args.overwrite:
         print(f"error: {args.out} already exists; pass --overwrite to replace it",
               file=sys.stderr)
@@ -62,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
                           verify_count=args.verify_count, eval_count=args.eval_count,
                           calibration_count=args.calibration_count,
                           kind=args.checkpoint, log=log)
-    except (RunError, ExportError, ConfigError, DataError, FileExistsError) as error:
+    except (RunError, ConfigError, FileExistsError) as error:  # RUN_DIR or OUT_DIR unusable.
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (ExportError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     log(f"exported to {args.out}: " + ", ".join(f"{name} {size / 1e6:.2f} MB"

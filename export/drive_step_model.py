@@ -30,17 +30,17 @@ from __future__ import annotations
 import numpy as np
 
 
-def _bilinear_weights(start: float, patch: int, factor: float) -> tuple[np.ndarray, int]:
+def _area_weights(start: float, patch: int, factor: int) -> tuple[np.ndarray, int]:
     """Weights [P, W] of the P outputs over the W pixels first..first+W-1, and `first`.
 
-    Output i samples pixel coordinate ``start + (i + 0.5) * factor - 0.5`` (the
-    convention of `tf_glimpse.sensor`): exactly pixel start + i at factor 1, the
-    mean of 2**j pixels per axis at factor 2**j.
+    Output i is the mean of the `factor` bilinear samples at pixel coordinates
+    ``start + i * factor + u`` (the convention of `tf_glimpse.sensor`): exactly pixel
+    start + i at factor 1, the mean of a block of `factor` pixels per axis otherwise.
     """
-    positions = start + (np.arange(patch) + 0.5) * factor - 0.5
-    first, last = int(np.floor(positions[0])), int(np.ceil(positions[-1]))
+    positions = start + np.arange(patch)[:, None] * factor + np.arange(factor)[None, :]
+    first, last = int(np.floor(positions.min())), int(np.ceil(positions.max()))
     pixels = np.arange(first, last + 1)
-    weights = np.maximum(0.0, 1.0 - np.abs(positions[:, None] - pixels[None, :]))
+    weights = np.maximum(0.0, 1.0 - np.abs(positions[..., None] - pixels)).mean(axis=1)
     return weights.astype(np.float32), first
 
 
@@ -76,10 +76,10 @@ def read_glimpse(image: np.ndarray, action: int, grid: dict) -> np.ndarray:
     left = grid["origin"] + col * grid["stride"]
     scales = []
     for scale in range(grid["scales"]):
-        factor = 2.0 ** scale
+        factor = 2 ** scale
         margin = patch * (factor - 1.0) / 2.0
-        row_weights, first_row = _bilinear_weights(top - margin, patch, factor)
-        col_weights, first_col = _bilinear_weights(left - margin, patch, factor)
+        row_weights, first_row = _area_weights(top - margin, patch, factor)
+        col_weights, first_col = _area_weights(left - margin, patch, factor)
         window = _window(pixels, first_row, first_col, row_weights.shape[1],
                          col_weights.shape[1])
         scales.append(row_weights @ window @ col_weights.T)

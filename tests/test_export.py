@@ -30,7 +30,6 @@ from tf_glimpse.runs import load_agent
 from tf_glimpse.sensor import GlimpseSensor
 from tf_glimpse.training import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(embedding_units=32, memory_units=32, classifier_units=32, glimpse_units=64,
              location_units=16, attention_heads=2)
 CHECK_COUNT = 64
@@ -125,8 +124,11 @@ def test_verification_catches_a_model_without_the_trained_weights(exported, canv
     ([2, 30, 30, 1], tf.uint8, r"Shape of tensor images \[2,30,30,1\] is not compatible with "
                                r"expected shape \[\?,28,28,1\]"),
     ([28, 28, 1], tf.uint8, r"Shape of tensor images \[28,28,1\] is not compatible"),
+    ([2, 28, 28], tf.uint8, r"Shape of tensor images \[2,28,28\] is not compatible with "
+                            r"expected shape \[\?,28,28,1\]"),
     ([2, 28, 28, 3], tf.uint8, r"Shape of tensor images \[2,28,28,3\] is not compatible"),
     ([2, 28, 28, 1], tf.float32, r"expected to be a uint8 tensor but is a float tensor"),
+    ([2, 28, 28, 1], tf.float64, r"expected to be a uint8 tensor but is a double tensor"),
 ])
 def test_signature_rejects_bad_images_with_a_clear_error(exported, shape, dtype, message):
     out, _ = exported
@@ -250,24 +252,7 @@ def test_read_glimpse_matches_the_sensor(img_size, patch, stride, scales):
 
 
 # ---------------------------------------------------------------------- the CLI
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "export", *args], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
-
-
-def test_cli_without_checkpoints_fails_and_leaves_nothing(run_dir, tmp_path):
-    empty_run = tmp_path / "not_trained"
-    empty_run.mkdir()
-    (empty_run / "config.json").write_text((run_dir / "config.json").read_text())
-    out = tmp_path / "exports" / "model"
-    result = run_cli(str(empty_run), "--out", str(out))
-    assert result.returncode == 1
-    assert "no checkpoint" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "exports").exists()  # Not even the parent of OUT_DIR.
-
-    missing = run_cli(str(tmp_path / "nowhere"), "--out", str(out))
-    assert missing.returncode == 1 and "not found" in missing.stderr
-    assert not out.exists()
+# The command line's errors (a run without checkpoints, a missing run): test_bad_input.py.
 
 
 def test_failed_export_leaves_no_partial_output(run_dir, tmp_path, monkeypatch):

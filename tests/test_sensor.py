@@ -100,3 +100,16 @@ def test_sensor_get_config_round_trip():
     layer = GlimpseSensor(64, 8, 4, 3, backend="crop_and_resize")
     clone = GlimpseSensor.from_config(layer.get_config())
     assert (clone.grid, clone.scales, clone.backend) == (layer.grid, 3, "crop_and_resize")
+
+
+def test_coarser_scales_average_whole_blocks_instead_of_skipping_pixels():
+    img, patch, stride = 16, 2, 2
+    images = np.random.default_rng(3).random((1, img, img, 1)).astype(np.float32)
+    grid = ActionGrid(img, patch, stride)
+    action = grid.to_action(3, 4)  # Patch [6:8, 8:10]; scale 2 covers [3:11, 5:13].
+    glimpse = GlimpseSensor(img, patch, stride, 3)(images, np.array([action])).numpy()[0, 2]
+    window = images[0, 3:11, 5:13, 0]
+    np.testing.assert_allclose(glimpse, window.reshape(2, 4, 2, 4).mean(axis=(1, 3)), rtol=1e-5)
+    # Every pixel of the window counts: the weights of each output sum to one.
+    table = GlimpseSensor(img, patch, stride, 3)._table.numpy()
+    np.testing.assert_allclose(table[3, 2].sum(axis=-1), 1.0, rtol=1e-6)

@@ -1,8 +1,18 @@
 """The `train.py` command line: flags -> `GlimpseConfig` -> `Trainer`.
 
-Every flag is a field of `GlimpseConfig` (same name, same default).  Bad values
-exit with code 2 and a message naming the value and its valid range, before
-TensorFlow is imported and before anything is written.
+Every flag is a field of `GlimpseConfig` (same name, same default).  The order
+is: validate the flags, read the data set, and only then import TensorFlow,
+create the run directory and train, so bad input never leaves a run behind.
+
+Exit codes (the same for every command line of the project):
+
+* 0 - done;
+* 1 - a data error (the data set is missing, corrupt or inconsistent: the one-line
+      message names the file and says how to get the data) or a failure at run
+      time (e.g. a non-finite loss);
+* 2 - a bad command line: a flag value out of range (also one that does not fit
+      the data set, e.g. --val_size), an existing --logdir without --resume, or
+      --resume with a model-defining flag that differs from the saved run.
 """
 
 from __future__ import annotations
@@ -104,14 +114,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     logdir = args.logdir or time.strftime("runs/%Y%m%d-%H%M%S")
 
-    from tf_glimpse.data.idx import DataError  # Heavy imports only after validation.
-    from tf_glimpse.training import Trainer, TrainingError
+    # The data before TensorFlow and before the run directory: a missing or corrupt
+    # file fails fast (exit 1) and writes nothing.  The IDX reader is numpy only.
+    from tf_glimpse.data.idx import DataError
+    from tf_glimpse.data.sources import load_splits
 
     try:
-        trainer = Trainer(config, logdir, resume=args.resume, verbose=0 if args.quiet else 1)
+        splits = load_splits(config.dataset, config.data_dir, config.val_size, config.seed,
+                             config.subset)
     except ConfigError as error:
         parser.error(str(error))
     except DataError as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 1
+
+    from tf_glimpse.training import Trainer, TrainingError  # Heavy imports only now.
+
+    try:
+        trainer = Trainer(config, logdir, resume=args.resume, splits=splits,
+                          verbose=0 if args.quiet else 1)
+    except ConfigError as error:
+        parser.error(str(error))
+    except (DataError, TrainingError) as error:  # TrainingError: no checkpoint loads.
         print(f"train.py: error: {error}", file=sys.stderr)
         return 1
     try:

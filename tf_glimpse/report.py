@@ -24,8 +24,11 @@ digit's bounding box, `metrics.glimpse_hits`).  Written to ``RUN_DIR/report/``:
 (absolute positions) and ``heatmap_centred.png`` (glimpse centre minus digit
 centre); and ``RUN_DIR/gifs/attention1.gif`` ... of the greedy policy.
 
-Exit codes: 0 done, 1 data not found, 2 bad arguments or RUN_DIR (not a run
-directory, or no checkpoint).
+Exit codes, as for train.py: 0 done; 1 a data error (the test set is missing or
+corrupt: the message names the file); 2 bad arguments or RUN_DIR (not a run
+directory, or no checkpoint), or a --data_dir whose data set is too small for the
+run's configuration.  Nothing is written under RUN_DIR unless the data and the
+checkpoint load.
 """
 
 from __future__ import annotations
@@ -477,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as error:
         print(f"report: error: {error}", file=sys.stderr)
         return 1
+    except ConfigError as error:  # e.g. the run's val_size does not fit the data set.
+        print(f"report: error: {error}", file=sys.stderr)
+        return 2
     print(f"{'policy':<25} {'accuracy':>9} {'hit rate':>9}")
     for name in report["policies"]:
         result = report[name]

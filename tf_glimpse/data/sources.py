@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_glimpse.config import ConfigError
 from tf_glimpse.data.idx import DataError, data_error, how_to_get, read_bytes, read_pair
 
 DATA_DIR_ENV = "TF_GLIMPSE_DATA_DIR"
@@ -210,6 +211,9 @@ def load_splits(dataset: str, data_dir: str | None = None, val_size: int = 5000,
     `numpy.random.default_rng(seed).permutation`; the rest, in their original
     order, form the training set, of which `subset` keeps the first N.  The test
     set is untouched.  All arrays are read-only (the loaded files are cached).
+
+    Raises `DataError` (naming the file) when the data set is missing, corrupt or
+    inconsistent, and `ConfigError` when `val_size` or `subset` does not fit it.
     """
     if dataset.startswith(TFDS_PREFIX) and len(dataset) > len(TFDS_PREFIX):
         *arrays, num_classes = _load_tfds_arrays(dataset[len(TFDS_PREFIX):])
@@ -218,11 +222,13 @@ def load_splits(dataset: str, data_dir: str | None = None, val_size: int = 5000,
         num_classes = 10
     train_images, train_labels, test_images, test_labels = arrays
 
+    # ConfigError (a ValueError): the command line reports it as a bad flag (exit code 2).
     if not 0 <= val_size < len(train_images):
-        raise ValueError(f"val_size={val_size} is out of range; valid range: "
-                         f"0..{len(train_images) - 1}")
+        raise ConfigError(f"val_size={val_size} is out of range for the {len(train_images)} "
+                          f"training images of {dataset}; valid range: "
+                          f"0..{len(train_images) - 1}")
     if subset is not None and subset < 1:
-        raise ValueError(f"subset={subset} is out of range; valid range: >= 1")
+        raise ConfigError(f"subset={subset} is out of range; valid range: >= 1")
     order = np.random.default_rng(seed).permutation(len(train_images))
     val_index = np.sort(order[:val_size])
     train_index = np.sort(order[val_size:])[:subset]

@@ -1,0 +1,197 @@
+"""The plain full-image CNN a user would otherwise pick, trained on the agent's canvases.
+
+Architecture (the classic Keras MNIST CNN, one more conv block, adapted to the
+canvas size I):
+
+    Conv32 3x3 -> [MaxPool f] -> Conv64 3x3 -> MaxPool 2 -> Conv64 3x3 -> MaxPool 2
+    -> Dropout 0.25 -> Flatten -> Dense128 -> Dropout 0.5 -> Dense10
+
+all convolutions "same", stride 1, ReLU.  f is the smallest power of two with
+I / f <= 32 (28: none, 60 and 64: 2, 100: 4), so the two 64-channel convolutions
+always run on a map of at most 32 x 32 and the cost stays near 40-60 MFLOPs
+whatever the canvas size.
+
+`train_cnn` trains it on the SAME canvases as the agent: `split_dataset` of the same
+splits and config, the training canvases of epoch e for epoch e, with Adam
+(learning rate 1e-3, no decay), for a given number of epochs.  It keeps the epoch
+with the best validation accuracy and evaluates the test set once, with those
+weights.  It checkpoints every epoch into ``DIR`` and, with ``resume=True``,
+continues from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.flops import cnn_flops
+
+LEARNING_RATE = 1e-3
+
+
+def pool_factor(img_size: int) -> int:
+    """The smallest power of two f with img_size / f <= 32."""
+    factor = 1
+    while img_size / factor > 32:
+        factor *= 2
+    return factor
+
+
+def cnn_layers(img_size: int, num_classes: int = 10) -> list[dict[str, Any]]:
+    """The layer list of the baseline for I x I canvases (read by `build_cnn` and `cnn_flops`)."""
+    layers: list[dict[str, Any]] = [{"kind": "conv", "filters": 32, "kernel": 3}]
+    factor = pool_factor(img_size)
+    if factor > 1:
+        layers.append({"kind": "pool", "factor": factor})
+    layers += [
+        {"kind": "conv", "filters": 64, "kernel": 3},
+        {"kind": "pool", "factor": 2},
+        {"kind": "conv", "filters": 64, "kernel": 3},
+        {"kind": "pool", "factor": 2},
+        {"kind": "dropout", "rate": 0.25},
+        {"kind": "flatten"},
+        {"kind": "dense", "units": 128, "activation": "relu"},
+        {"kind": "dropout", "rate": 0.5},
+        {"kind": "dense", "units": num_classes},
+    ]
+    return layers
+
+
+def describe(layers: list[dict[str, Any]]) -> str:
+    """A one-line description, e.g. 'Conv32-MaxPool2-Conv64-...-Dense10'."""
+    names = {"conv": lambda l: f"Conv{l['filters']}", "pool": lambda l: f"MaxPool{l['factor']}",
+             "dropout": lambda l: f"Dropout{l['rate']}", "flatten": lambda l: "Flatten",
+             "dense": lambda l: f"Dense{l['units']}"}
+    return "-".join(names[layer["kind"]](layer) for layer in layers)
+
+
+def build_cnn(img_size: int, num_classes: int = 10):
+    """The Keras model of `cnn_layers`: images [B, I, I, 1] in [0, 1] -> logits [B, C]."""
+    import keras
+
+    built = [keras.Input((img_size, img_size, 1))]
+    for layer in cnn_layers(img_size, num_classes):
+        kind = layer["kind"]
+        if kind == "conv":
+            built.append(keras.layers.Conv2D(layer["filters"], layer["kernel"], padding="same",
+                                             activation="relu"))
+        elif kind == "pool":
+            built.append(keras.layers.MaxPooling2D(layer["factor"]))
+        elif kind == "dropout":
+            built.append(keras.layers.Dropout(layer["rate"]))
+        elif kind == "flatten":
+            built.append(keras.layers.Flatten())
+        else:
+            built.append(keras.layers.Dense(layer["units"], activation=layer.get("activation")))
+    return keras.Sequential(built, name="cnn_baseline")
+
+
+def _pairs(dataset):
+    return dataset.map(lambda batch: (batch["image"], batch["label"]))
+
+
+def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool = False,
+              verbose: bool = True) -> dict[str, Any]:
+    """Train the baseline for `epochs` epochs on the agent's canvases; returns its metrics.
+
+    Metrics: ``val_accuracy`` and ``test_accuracy`` of the best validation epoch,
+    ``epochs``, ``best_epoch``, ``train_seconds`` (training only, summed over resumed
+    runs), ``images_per_s``, ``params``, ``flops_per_image``, ``architecture`` and
+    ``val_history`` [{epoch, val_accuracy, train_accuracy, wall_s}].
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tf_glimpse.data.canvas import split_dataset
+
+    directory = Path(directory)
+    history_path = directory / "history.json"
+    if history_path.exists() and not resume:
+        raise FileExistsError(f"{directory} already holds a CNN run; pass --resume to continue it")
+    directory.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    model = build_cnn(config.img_size, config.num_classes)
+    optimizer = keras.optimizers.Adam(LEARNING_RATE)
+    optimizer.build(model.trainable_variables)
+    model.compile(optimizer=optimizer, jit_compile=config.jit_compile,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    best_val = tf.Variable(-1.0, dtype=tf.float32, trainable=False)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch,
+                                     best_val=best_val)
+    manager = tf.train.CheckpointManager(checkpoint, directory / "checkpoints", max_to_keep=2)
+    best_manager = tf.train.CheckpointManager(checkpoint, directory / "best", max_to_keep=1)
+    history: dict[str, Any] = {"val_history": [], "train_seconds": 0.0}
+    if resume and manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        history = json.loads(history_path.read_text())
+        done = int(epoch.numpy())
+        history["val_history"] = [h for h in history["val_history"] if h["epoch"] <= done]
+        history["train_seconds"] = (history["val_history"][-1]["wall_s"]
+                                    if history["val_history"] else 0.0)
+
+    @tf.function(jit_compile=config.jit_compile)
+    def predict(images):
+        return tf.argmax(model(images, training=False), axis=-1, output_type=tf.int32)
+
+    def accuracy(split: str) -> float:
+        correct = count = 0
+        for batch in split_dataset(splits, config, split):
+            correct += int(np.sum(predict(batch["image"]).numpy() == batch["label"].numpy()))
+            count += int(batch["label"].shape[0])
+        return correct / count
+
+    steps_per_epoch = len(splits.train_labels) // config.batch_size
+    for e in range(int(epoch.numpy()), epochs):
+        started = time.perf_counter()
+        fit = model.fit(_pairs(split_dataset(splits, config, "train", epoch=e)), epochs=1,
+                        shuffle=False, verbose=0)  # Shuffled by the canvas pipeline.
+        elapsed = time.perf_counter() - started
+        history["train_seconds"] += elapsed
+        val = accuracy("val")
+        epoch.assign(e + 1)
+        manager.save(checkpoint_number=e + 1)
+        if val > float(best_val.numpy()):
+            best_val.assign(val)
+            best_manager.save(checkpoint_number=e + 1)
+        history["val_history"].append({"epoch": e + 1, "val_accuracy": val,
+                                       "train_accuracy": float(fit.history["accuracy"][-1]),
+                                       "wall_s": history["train_seconds"]})
+        _write_json(history_path, history)
+        if verbose:
+            print(f"CNN epoch {e + 1}/{epochs}: train accuracy "
+                  f"{fit.history['accuracy'][-1]:.4f}  val accuracy {val:.4f}  "
+                  f"({elapsed:.1f} s, {steps_per_epoch * config.batch_size / elapsed:.0f} "
+                  f"images/s)", flush=True)
+    trained = int(epoch.numpy())
+    best = max(history["val_history"], key=lambda h: h["val_accuracy"])  # first best wins
+    if best_manager.latest_checkpoint:
+        checkpoint.restore(best_manager.latest_checkpoint)
+    val, test = accuracy("val"), accuracy("test")
+    layers = cnn_layers(config.img_size, config.num_classes)
+    metrics = {
+        "val_accuracy": val, "test_accuracy": test, "epochs": trained,
+        "best_epoch": best["epoch"], "train_seconds": history["train_seconds"],
+        "images_per_s": trained * steps_per_epoch * config.batch_size
+        / max(history["train_seconds"], 1e-9),
+        "params": int(model.count_params()),
+        "flops_per_image": cnn_flops(layers, config.img_size),
+        "architecture": describe(layers), "optimizer": f"Adam({LEARNING_RATE:g})",
+        "val_history": history["val_history"],
+    }
+    _write_json(directory / "metrics.json", metrics)
+    if verbose:
+        print(f"CNN: best val accuracy {val:.4f} (epoch {best['epoch']}), test accuracy "
+              f"{test:.4f} (error {100 * (1 - test):.2f}%)", flush=True)
+    return metrics
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)

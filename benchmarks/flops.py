@@ -1,0 +1,158 @@
+"""FLOPs and pixels per image, counted analytically from layer sizes.
+
+Convention (the same for the glimpse agent and the CNN baseline, so their ratio
+is fair): FLOPs = 2 x the multiply-accumulates (MACs) of every matrix product and
+convolution of one forward pass on one image.  Bias adds, activations, gate
+arithmetic, softmax, layer norm, pooling and dropout are not counted; for these
+models they are O(layer width) per step, under 2% of the total.
+
+Agent (one greedy episode, T steps, as `GlimpseAgent.call` computes it; k scales,
+P patch, I canvas, A = N*N actions, G/L/D/M/U widths of glimpse, location,
+embedding, memory and classifier, C = 10 classes):
+
+* sensor, per step: the ``matmul`` backend computes ``Wy @ image @ Wx^T`` per
+  scale with dense [P, I] interpolation matrices, P*I*I + P*P*I MACs per scale
+  (most of them multiply zeros); ``crop_and_resize`` reads the window of scale j
+  at full resolution, (P * 2^j)^2 bilinear samples of about 4 MACs each, then
+  averages it down to P x P (pooling not counted);
+* encoder, per step: "what" k*P*P*G + G*D (``cnn``: two 3x3 convolutions first),
+  "where" 2*L + L*D;
+* memory, per step: LSTM, (D + M) * 4M;
+* policy, steps 1..T-1: M*A (step 0 uses the learned initial logits; the
+  policy head's output there only provides a shape, and XLA drops it);
+* baseline, per step: M*1 (the value head runs in every forward pass);
+* classifier: multi-head attention over the T embeddings (Q, K, V and output
+  projections 4*T*D*D, scores and weighted sum 2*T*T*D, the full T x T under the
+  causal mask), GRU T*(D + U)*3U, logits T*U*C.
+
+Pixels per image: the agent receives T*k*P*P glimpse values (a value of scale
+j >= 1 summarises a 2^j x 2^j block of source pixels); the CNN reads all I*I pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def dense_flops(inputs: int, units: int) -> int:
+    """FLOPs of a dense layer on one input vector: 2 * inputs * units."""
+    return 2 * inputs * units
+
+
+def conv2d_flops(height: int, width: int, kernel: int, in_channels: int,
+                 out_channels: int) -> int:
+    """FLOPs of a stride-1 kernel x kernel convolution with an height x width output."""
+    return 2 * height * width * kernel * kernel * in_channels * out_channels
+
+
+def lstm_flops(inputs: int, units: int) -> int:
+    """FLOPs of one LSTM step: four gates, each reading the input and the hidden state."""
+    return 2 * (inputs + units) * 4 * units
+
+
+def gru_flops(inputs: int, units: int) -> int:
+    """FLOPs of one GRU step: three gates, each reading the input and the hidden state."""
+    return 2 * (inputs + units) * 3 * units
+
+
+def attention_flops(steps: int, width: int) -> int:
+    """FLOPs of self-attention over `steps` vectors of `width` (heads * key_dim == width).
+
+    Q, K, V and output projections (4 * steps * width^2 MACs) plus the scores
+    Q K^T and the weighted sum of V (steps^2 * width MACs each).
+    """
+    return 2 * (4 * steps * width * width + 2 * steps * steps * width)
+
+
+def sensor_flops(backend: str, img_size: int, patch_size: int, scales: int) -> int:
+    """FLOPs of one glimpse (all scales) with the given sensor backend."""
+    if backend == "matmul":
+        return 2 * scales * (patch_size * img_size * img_size + patch_size * patch_size * img_size)
+    if backend == "crop_and_resize":
+        return 2 * 4 * sum((patch_size * 2 ** j) ** 2 for j in range(scales))
+    raise ValueError(f"sensor backend={backend!r}; valid values: matmul, crop_and_resize")
+
+
+def agent_flops(config) -> dict[str, int]:
+    """FLOPs of one greedy episode per image, by part, and their ``total``.
+
+    `config` is a `GlimpseConfig` (only its fields and `num_actions` are read).
+    """
+    t, k, p = config.steps, config.scales, config.patch_size
+    g, loc, d = config.glimpse_units, config.location_units, config.embedding_units
+    m, u, c = config.memory_units, config.classifier_units, config.num_classes
+    glimpse = k * p * p
+    if config.encoder == "cnn":
+        what = (conv2d_flops(p, p, 3, k, 16) + conv2d_flops(p, p, 3, 16, 32)
+                + dense_flops(32 * p * p, g))
+    else:
+        what = dense_flops(glimpse, g)
+    parts = {
+        "sensor": t * sensor_flops(config.sensor_backend, config.img_size, p, k),
+        "encoder": t * (what + dense_flops(g, d) + dense_flops(2, loc) + dense_flops(loc, d)),
+        "memory": t * lstm_flops(d, m),
+        "policy": (t - 1) * dense_flops(m, config.num_actions),
+        "baseline": t * dense_flops(m, 1),
+        "classifier": (attention_flops(t, d) + t * gru_flops(d, u) + t * dense_flops(u, c)),
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def cnn_flops(layers: list[dict[str, Any]], img_size: int) -> int:
+    """FLOPs of the CNN described by `layers` (see `benchmarks.cnn_baseline.cnn_layers`).
+
+    Layer kinds: ``conv`` (3x3 or k x k, "same" padding, stride 1: output size =
+    input size), ``pool`` (max pooling by ``factor``, floor; no FLOPs), ``dropout``
+    (no FLOPs), ``flatten``, ``dense``.
+    """
+    size, channels, features, flops = img_size, 1, None, 0
+    for layer in layers:
+        kind = layer["kind"]
+        if kind == "conv":
+            flops += conv2d_flops(size, size, layer["kernel"], channels, layer["filters"])
+            channels = layer["filters"]
+        elif kind == "pool":
+            size //= layer["factor"]
+        elif kind == "flatten":
+            features = size * size * channels
+        elif kind == "dense":
+            flops += dense_flops(features, layer["units"])
+            features = layer["units"]
+        elif kind != "dropout":
+            raise ValueError(f"unknown layer kind {kind!r}")
+    return flops
+
+
+def keras_flops(model) -> int:
+    """FLOPs of a built Keras model's Conv2D and Dense layers, from their real shapes.
+
+    An independent check of `cnn_flops`: it reads kernel and output shapes off the
+    built layers instead of recomputing them from the layer list.
+    """
+    flops = 0
+    for layer in model.layers:
+        name = type(layer).__name__
+        if name == "Conv2D":
+            if tuple(layer.strides) != (1, 1):
+                raise ValueError(f"{layer.name}: only stride-1 convolutions are counted")
+            kh, kw, cin, cout = layer.kernel.shape
+            _, height, width, _ = layer.output.shape
+            flops += 2 * height * width * kh * kw * cin * cout
+        elif name == "Dense":
+            inputs, units = layer.kernel.shape
+            positions = 1
+            for dim in layer.output.shape[1:-1]:
+                positions *= dim
+            flops += 2 * positions * inputs * units
+    return int(flops)
+
+
+def agent_pixels(config) -> int:
+    """Glimpse values one episode gives the agent: T * k * P * P."""
+    return config.steps * config.scales * config.patch_size ** 2
+
+
+def canvas_pixels(config) -> int:
+    """Pixels of one canvas, all of which a full-image CNN reads: I * I."""
+    return config.img_size ** 2

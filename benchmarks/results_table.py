@@ -1,0 +1,239 @@
+"""The markdown table (and time-to-accuracy plot) of `benchmarks/results.jsonl`.
+
+    python benchmarks/results_table.py [--results FILE] [--plot OUT.png] [--skip_malformed]
+
+Every row of the table is one line of the results file, in file order, with its
+numbers as stored (errors in percent, 2 decimals); the reference errors come from
+`benchmarks/settings.py`.  "met?" is "yes" when our test error <= the target,
+"report" for settings without a target.  The README's results table is this output.
+
+A malformed line (not JSON, a missing or mistyped field, errors not in percent, an
+unknown setting) makes the script refuse: it names every bad line on stderr and
+exits with code 1.  ``--skip_malformed`` prints the table of the good lines instead
+and flags the bad ones below it.
+
+``--plot OUT.png`` draws validation error (%, log scale) against training seconds
+for every row (ours solid, the CNN dashed), with the peer points of issue 7:
+kevinzakka's PyTorch RAM on mnist28, on these 2 cores, reaches 2.5% validation
+error after about 750 s and 1.5% after about 1,760 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from benchmarks.settings import SETTINGS  # noqa: E402
+
+DEFAULT_RESULTS = PROJECT_ROOT / "benchmarks" / "results.jsonl"
+
+# (wall seconds, validation error %) of kevinzakka's PyTorch RAM on mnist28, 2 CPU cores.
+PEER_POINTS = {"mnist28": [(750.0, 2.5), (1760.0, 1.5)]}
+PEER_LABEL = "kevinzakka RAM (PyTorch), mnist28, same 2 cores"
+
+COLUMNS = ("setting", "ours test error %", "CNN test error %", "RAM paper %", "best public %",
+           "target %", "met?", "epochs", "wall s", "images/s", "FLOPs ours / CNN",
+           "pixels ours / CNN", "commit", "command")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _percent(value: Any) -> bool:
+    return _number(value) and 0.0 <= value <= 100.0
+
+
+def _curve(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(p, list) and len(p) == 2 and _number(p[0]) and _percent(p[1]) for p in value)
+
+
+# Field -> (check, what it must be).  Nullable fields may be null (e.g. with --skip_cnn).
+FIELDS = {
+    "setting": (lambda v: v in SETTINGS, f"one of {', '.join(SETTINGS)}"),
+    "error_unit": (lambda v: v == "percent", '"percent"'),
+    "test_error": (_percent, "a percentage in 0..100"),
+    "val_error": (_percent, "a percentage in 0..100"),
+    "epochs": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "wall_s": (lambda v: _number(v) and v >= 0, "seconds >= 0"),
+    "images_per_s": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "commit": (lambda v: isinstance(v, str) and v != "", "a commit id"),
+    "date": (lambda v: isinstance(v, str) and v != "", "a date"),
+    "command": (lambda v: isinstance(v, str) and v != "", "a command line"),
+    "flops_per_image": (lambda v: _integer(v) and v > 0, "an integer > 0"),
+    "pixels_per_image": (lambda v: _integer(v) and v > 0, "an integer > 0"),
+    "cnn_pixels_per_image": (lambda v: _integer(v) and v > 0, "an integer > 0"),
+    "val_curve": (_curve, "a list of [wall_s, val_error %] pairs"),
+}
+NULLABLE = {
+    "cnn_test_error": (_percent, "a percentage in 0..100 or null"),
+    "cnn_val_error": (_percent, "a percentage in 0..100 or null"),
+    "cnn_wall_s": (lambda v: _number(v) and v >= 0, "seconds >= 0 or null"),
+    "cnn_flops_per_image": (lambda v: _integer(v) and v > 0, "an integer > 0 or null"),
+    "cnn_val_curve": (_curve, "a list of [wall_s, val_error %] pairs or null"),
+}
+
+
+def check_row(row: Any) -> list[str]:
+    """The problems of one parsed line (empty when it is a valid result row)."""
+    if not isinstance(row, dict):
+        return [f"not a JSON object but {type(row).__name__}"]
+    problems = []
+    for fields, nullable in ((FIELDS, False), (NULLABLE, True)):
+        for name, (check, expected) in fields.items():
+            if name not in row:
+                problems.append(f"missing field {name!r}")
+            elif not (nullable and row[name] is None) and not check(row[name]):
+                problems.append(f"{name}={row[name]!r} is not {expected}")
+    return problems
+
+
+def load_rows(path: str | Path) -> tuple[list[dict], list[tuple[int, str]]]:
+    """(valid rows in file order, [(line number, problem), ...]); blank lines are skipped."""
+    rows, problems = [], []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            problems.append((number, f"not valid JSON ({error.msg})"))
+            continue
+        found = check_row(row)
+        if found:
+            problems.extend((number, problem) for problem in found)
+        else:
+            rows.append(row)
+    return rows, problems
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _ref(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}"
+
+
+def _count(value: int | None) -> str:
+    """FLOPs in millions (2 decimals) or thousands, e.g. 4.11M."""
+    if value is None:
+        return "—"
+    return f"{value / 1e6:.2f}M" if value >= 1e5 else f"{value / 1e3:.1f}k"
+
+
+def table_row(row: dict) -> list[str]:
+    """The cells of one result row."""
+    setting = SETTINGS[row["setting"]]
+    best = _ref(setting.best_public)
+    if setting.best_public is not None and setting.best_public_source:
+        best += f" ({setting.best_public_source})"
+    if setting.target is None:
+        met = "report"
+    else:
+        met = "yes" if row["test_error"] <= setting.target else "no"
+    command = row["command"].replace("|", "\\|")
+    return [setting.name, _pct(row["test_error"]), _pct(row["cnn_test_error"]),
+            _ref(setting.ram_paper), best,
+            "—" if setting.target is None else f"<= {setting.target:.1f}", met,
+            str(row["epochs"]), f"{row['wall_s']:.0f}", f"{row['images_per_s']:.0f}",
+            f"{_count(row['flops_per_image'])} / {_count(row['cnn_flops_per_image'])}",
+            f"{row['pixels_per_image']:,} / {row['cnn_pixels_per_image']:,}",
+            f"`{row['commit']}`" + (" (dirty)" if row.get("dirty") else ""), f"`{command}`"]
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The markdown table of `rows` (header, separator, one line per row)."""
+    lines = ["| " + " | ".join(COLUMNS) + " |",
+             "|" + "|".join("---" if i in (0, 6, 12, 13) else "---:"
+                            for i in range(len(COLUMNS))) + "|"]
+    lines += ["| " + " | ".join(table_row(row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], out: str | Path) -> None:
+    """Validation error (%, log y) against training seconds, with the peer points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    floor = 0.01  # a 0% point cannot go on a log axis
+    for index, row in enumerate(rows):
+        color = f"C{index % 10}"
+        label = f"{row['setting']} ({row['commit']}, {row['date'][:10]})"
+        for points, style, who in ((row["val_curve"], "-o", "ours"),
+                                   (row["cnn_val_curve"], "--s", "CNN")):
+            if points:
+                axes.plot([p[0] for p in points], [max(p[1], floor) for p in points], style,
+                          color=color, markersize=3, label=f"{who}: {label}")
+    for setting, points in PEER_POINTS.items():
+        axes.plot([p[0] for p in points], [p[1] for p in points], "k*", markersize=12,
+                  linestyle="none", label=PEER_LABEL)
+        for x, y in points:
+            axes.annotate(f"{y:g}% @ {x:,.0f} s", (x, y), textcoords="offset points",
+                          xytext=(6, 6), fontsize=8)
+    for name in dict.fromkeys(row["setting"] for row in rows):
+        if SETTINGS[name].target is not None:
+            axes.axhline(SETTINGS[name].target, color="gray", linestyle=":", linewidth=1)
+            axes.annotate(f"{name} target {SETTINGS[name].target:g}%",
+                          (0, SETTINGS[name].target), xycoords=("axes fraction", "data"),
+                          textcoords="offset points", xytext=(4, 3), fontsize=7, color="gray")
+    axes.set_yscale("log")
+    axes.set_xlabel("training seconds (validation excluded), 2 CPU cores")
+    axes.set_ylabel("validation error % (log scale)")
+    axes.set_title("Time to accuracy")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the table (exit 1 on malformed lines unless --skip_malformed); optionally plot."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default=str(DEFAULT_RESULTS), help="the JSON-lines file")
+    parser.add_argument("--plot", default=None, metavar="OUT.png",
+                        help="also draw the time-to-accuracy plot")
+    parser.add_argument("--skip_malformed", action="store_true",
+                        help="print the good rows and flag the bad lines instead of refusing")
+    args = parser.parse_args(argv)
+    if not Path(args.results).is_file():
+        print(f"results_table.py: error: {args.results} does not exist; run "
+              f"benchmarks/ram_benchmark.py first", file=sys.stderr)
+        return 1
+    rows, problems = load_rows(args.results)
+    for number, problem in problems:
+        print(f"{args.results}:{number}: malformed: {problem}", file=sys.stderr)
+    if problems and not args.skip_malformed:
+        print(f"results_table.py: error: {len({n for n, _ in problems})} malformed line(s) in "
+              f"{args.results}; fix them, or pass --skip_malformed", file=sys.stderr)
+        return 1
+    print(markdown_table(rows))
+    if problems:
+        lines = sorted({n for n, _ in problems})
+        print(f"\n**Skipped malformed lines of {Path(args.results).name}:** "
+              f"{', '.join(map(str, lines))}")
+    if args.plot:
+        plot(rows, args.plot)
+        print(f"\nplot: {args.plot}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

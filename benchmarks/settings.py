@@ -1,0 +1,115 @@
+"""Named benchmark settings: flag sets over `GlimpseConfig`, with the RAM literature's numbers.
+
+`python benchmarks/ram_benchmark.py --setting NAME` trains one of these.  A setting
+only fixes the fields below; every other field keeps its `GlimpseConfig` default
+(e.g. ``epochs=20``, the widths of 128) unless the command line overrides it.
+
+Errors are test errors in PERCENT on the 10,000 MNIST test images (canvases fixed
+by the seed).  ``ram_paper`` is Mnih et al. 2014 (RAM), ``best_public`` the best
+public re-implementation we know of, ``target`` what we aim for (met when our
+test error <= target).  ``None`` means there is no reference: the setting is
+reported, not compared (the two seed experiments of this project).
+
+Strides.  RAM's locations are continuous in [-1, 1]^2; ours are the N x N cells
+of a grid with stride s, N = (I - P) / s + 1 (see `tf_glimpse.grid`).  A stride
+must divide I - P, or equal P (tiles).  We use s = 4 everywhere a divisor of
+I - P allows it: neighbouring 8- or 12-pixel patches overlap by half or more, and
+a centre RAM could choose is at most s / 2 = 2 pixels (per axis) from one of
+ours.  Each setting's ``stride_note`` says why its stride fits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from tf_glimpse.config import GlimpseConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One benchmark: the config fields it fixes, its grid and its reference errors (%)."""
+
+    name: str
+    description: str
+    flags: dict[str, Any]
+    grid_size: int  # N, documented; tests check it against `GlimpseConfig.grid`
+    stride_note: str
+    ram_paper: float | None = None
+    best_public: float | None = None
+    best_public_source: str | None = None
+    target: float | None = None
+
+    def config(self, **overrides: Any) -> GlimpseConfig:
+        """The `GlimpseConfig` of this setting, with `overrides` applied on top (validated)."""
+        return GlimpseConfig(**{**self.flags, **overrides})
+
+    def reference(self) -> dict[str, Any]:
+        """The reference errors (%) as a JSON-ready dict."""
+        return {"ram_paper": self.ram_paper, "best_public": self.best_public,
+                "best_public_source": self.best_public_source, "target": self.target}
+
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in (
+    Setting(
+        name="mnist28",
+        description="28x28 MNIST, 8x8 glimpses, 1 scale, 6 glimpses",
+        flags=dict(img_size=28, clutter_count=0, patch_size=8, scales=1, steps=6, stride=4),
+        grid_size=6,
+        stride_note="I - P = 20; s = 4 gives a 6 x 6 grid, patches overlapping by half "
+                    "(s = 2 would give 11 x 11, s = 5 a 5 x 5 grid)",
+        ram_paper=1.12, best_public=1.21, best_public_source="kevinzakka, PyTorch",
+        target=1.0),
+    Setting(
+        name="translated60",
+        description="60x60 translated MNIST, 12x12 glimpses, 3 scales, 6 glimpses",
+        flags=dict(img_size=60, clutter_count=0, patch_size=12, scales=3, steps=6, stride=4),
+        grid_size=13,
+        stride_note="I - P = 48; s = 4 gives a 13 x 13 grid (centres at most 2 px from any "
+                    "continuous location); s = 3 or 6 would also divide 48",
+        ram_paper=1.22, best_public=0.94, best_public_source="tfRAM, 8 glimpses",
+        target=0.9),
+    Setting(
+        name="cluttered60",
+        description="60x60 cluttered MNIST (4 pieces of 8x8), 12x12 glimpses, 3 scales, "
+                    "6 glimpses",
+        flags=dict(img_size=60, clutter_count=4, clutter_size=8, patch_size=12, scales=3,
+                   steps=6, stride=4),
+        grid_size=13,
+        stride_note="I - P = 48; s = 4 gives a 13 x 13 grid, as translated60",
+        ram_paper=4.08, best_public=2.63, best_public_source="tfRAM, 8 glimpses",
+        target=2.5),
+    Setting(
+        name="cluttered100",
+        description="100x100 cluttered MNIST (8 pieces of 8x8), 12x12 glimpses, 4 scales, "
+                    "8 glimpses",
+        flags=dict(img_size=100, clutter_count=8, clutter_size=8, patch_size=12, scales=4,
+                   steps=8, stride=4),
+        grid_size=23,
+        stride_note="I - P = 88 = 4 * 22, so s = 4 is valid: a 23 x 23 grid",
+        ram_paper=8.11, best_public=5.9, best_public_source="tfRAM", target=5.0),
+    Setting(
+        name="seed1",
+        description="seed experiment 1: 64x64, 4 clutter pieces, 8x8 glimpses, 1 scale, "
+                    "6 steps, pre-training",
+        flags=dict(img_size=64, clutter_count=4, patch_size=8, scales=1, steps=6, stride=4,
+                   pretrain=True),
+        grid_size=15,
+        stride_note="I - P = 56; s = 4 gives a 15 x 15 grid (the seed's own choice)"),
+    Setting(
+        name="seed2",
+        description="seed experiment 2: 28x28, 3x3 glimpses, 8 steps, pre-training",
+        flags=dict(img_size=28, clutter_count=0, patch_size=3, scales=1, steps=8, stride=3,
+                   pretrain=True),
+        grid_size=10,
+        stride_note="I - P = 25 is not a multiple of 3, so s = P = 3 tiles the image: "
+                    "10 x 10 centred tiles, the outermost reading one zero pixel past the "
+                    "edge (the seed's own choice)"),
+)}
+
+
+def get_setting(name: str) -> Setting:
+    """The setting called `name`; KeyError naming the valid names otherwise."""
+    if name not in SETTINGS:
+        raise KeyError(f"unknown setting {name!r}; valid settings: {', '.join(SETTINGS)}")
+    return SETTINGS[name]

@@ -1,0 +1,198 @@
+"""The RAM benchmark runner: FLOPs counting, settings, result rows and the results table."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import flops, results_table  # noqa: E402
+from benchmarks.cnn_baseline import build_cnn, cnn_layers, pool_factor  # noqa: E402
+from benchmarks.ram_benchmark import parse, result_row  # noqa: E402
+from benchmarks.settings import SETTINGS, get_setting  # noqa: E402
+from tf_glimpse.config import GlimpseConfig  # noqa: E402
+
+# 28x28 canvas, 14x14 patches on a 2 x 2 grid, 2 steps, tiny widths: small enough to count by hand.
+TINY = dict(img_size=28, clutter_count=0, patch_size=14, stride=14, scales=1, steps=2,
+            glimpse_units=4, location_units=2, embedding_units=4, memory_units=3,
+            classifier_units=5, attention_heads=2)
+
+
+# ----------------------------------------------------------------------------- FLOPs
+def test_layer_flops_match_hand_counts():
+    assert flops.dense_flops(3, 4) == 24  # 3 * 4 multiply-adds
+    assert flops.conv2d_flops(28, 28, 3, 1, 32) == 2 * 784 * 9 * 32 == 451_584
+    assert flops.lstm_flops(4, 3) == 2 * (4 * 12 + 3 * 12) == 168  # four gates
+    assert flops.gru_flops(4, 5) == 2 * (4 * 15 + 5 * 15) == 270  # three gates
+
+
+def test_agent_flops_of_a_tiny_config_match_a_hand_computation():
+    parts = flops.agent_flops(GlimpseConfig(**TINY))
+    # Sensor, per step: Wy [14, 28] @ image [28, 28] (14*28*28 MACs), then @ Wx^T (14*14*28).
+    assert parts["sensor"] == 2 * 2 * (10_976 + 5_488) == 65_856
+    # Encoder, per step: 196 -> 4, 4 -> 4, 2 -> 2, 2 -> 4 = 812 MACs.
+    assert parts["encoder"] == 2 * 2 * 812 == 3_248
+    assert parts["memory"] == 2 * 2 * 84 == 336  # (4 + 3) * 4 * 3 MACs per step
+    assert parts["policy"] == 1 * 2 * 12 == 24  # steps 1..T-1 only: 3 -> 4 actions
+    assert parts["baseline"] == 2 * 2 * 3 == 12
+    # Attention 4*2*16 + 2*4*4 = 160, GRU 2*9*15 = 270, logits 2*5*10 = 100 MACs.
+    assert parts["classifier"] == 2 * (160 + 270 + 100) == 1_060
+    assert parts["total"] == 70_536
+
+
+def test_agent_flops_agree_with_the_built_models_kernels():
+    """Count from the kernels of a real GlimpseAgent: catches a wrong width or gate count."""
+    from tf_glimpse.agent import GlimpseAgent
+
+    config = GlimpseConfig(**{**TINY, "memory_units": 6, "classifier_units": 7})
+    model = GlimpseAgent.from_glimpse_config(config)
+    t, d = config.steps, config.embedding_units
+    macs = 0
+    kernels = [v for v in model.weights if v.path.endswith("kernel")]
+    assert len(kernels) == 15  # encoder 4, LSTM 2, policy, baseline, attention 4, GRU 2, logits
+    for variable in kernels:
+        uses = t - 1 if "policy_head" in variable.path else t
+        size = 1
+        for dim in variable.shape:
+            size *= dim
+        macs += uses * size
+    macs += 2 * t * t * d  # attention scores and weighted sum (no kernels)
+    sensor = flops.agent_flops(config)["sensor"]
+    assert 2 * macs + sensor == flops.agent_flops(config)["total"]
+
+
+def test_cnn_flops_match_hand_count_and_the_built_keras_model():
+    # Conv32 at 28x28, Conv64 at 28x28, Conv64 at 14x14, Dense 7*7*64 -> 128, Dense 128 -> 10.
+    hand = (2 * 784 * 9 * 32 + 2 * 784 * 9 * 32 * 64 + 2 * 196 * 9 * 64 * 64
+            + 2 * 3136 * 128 + 2 * 128 * 10)
+    assert flops.cnn_flops(cnn_layers(28), 28) == hand == 44_609_024
+    for size in (28, 100):
+        assert flops.keras_flops(build_cnn(size)) == flops.cnn_flops(cnn_layers(size), size)
+    assert [pool_factor(i) for i in (28, 60, 64, 100)] == [1, 2, 2, 4]
+
+
+def test_pixels_per_image():
+    config = get_setting("cluttered100").config()
+    assert flops.agent_pixels(config) == 8 * 4 * 12 * 12
+    assert flops.canvas_pixels(config) == 100 * 100
+
+
+# -------------------------------------------------------------------------- settings
+DOCUMENTED_GRIDS = {"mnist28": 6, "translated60": 13, "cluttered60": 13, "cluttered100": 23,
+                    "seed1": 15, "seed2": 10}
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_settings_are_valid_configs_with_the_documented_grid(name):
+    setting = SETTINGS[name]
+    config = setting.config()
+    assert isinstance(config, GlimpseConfig)
+    assert config.grid.size == setting.grid_size == DOCUMENTED_GRIDS[name]
+    for field, value in setting.flags.items():
+        assert getattr(config, field) == value
+    assert f"{setting.grid_size} x {setting.grid_size}" in setting.stride_note
+
+
+def test_settings_match_the_issue():
+    c100 = get_setting("cluttered100").config()
+    assert (c100.img_size, c100.clutter_count, c100.clutter_size, c100.patch_size, c100.scales,
+            c100.steps, c100.stride) == (100, 8, 8, 12, 4, 8, 4)
+    assert (c100.img_size - c100.patch_size) % c100.stride == 0
+    seed2 = get_setting("seed2").config()
+    assert (seed2.patch_size, seed2.stride, seed2.steps, seed2.pretrain) == (3, 3, 8, True)
+    assert [(SETTINGS[n].ram_paper, SETTINGS[n].best_public, SETTINGS[n].target)
+            for n in ("mnist28", "translated60", "cluttered60", "cluttered100")] == [
+        (1.12, 1.21, 1.0), (1.22, 0.94, 0.9), (4.08, 2.63, 2.5), (8.11, 5.9, 5.0)]
+    assert SETTINGS["seed1"].target is None and SETTINGS["seed2"].ram_paper is None
+    with pytest.raises(KeyError, match="valid settings"):
+        get_setting("mnist")
+
+
+def test_command_line_overrides_the_setting_and_rejects_bad_values():
+    args, config = parse(["--setting", "translated60", "--epochs", "3", "--stride", "6",
+                          "--subset", "512"])
+    assert (config.img_size, config.scales, config.epochs, config.stride, config.subset) == (
+        60, 3, 3, 6, 512)
+    assert args.overrides == {"epochs": 3, "stride": 6, "subset": 512}
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["--setting", "cluttered100", "--stride", "5"])  # 5 does not divide 88
+    assert exit_info.value.code == 2
+
+
+# ------------------------------------------------------------------- rows and table
+def fake_run(setting="mnist28", test_accuracy=0.9902, with_cnn=True, **overrides):
+    """A result row written by ram_benchmark.result_row from made-up metrics."""
+    config = get_setting(setting).config(**overrides)
+    history = [{"epoch": 1, "phase": "reinforce", "val_accuracy": 0.95, "wall_s": 10.0},
+               {"epoch": 2, "phase": "reinforce", "val_accuracy": 0.99, "wall_s": 20.5}]
+    agent = {"test_accuracy": test_accuracy, "val_accuracy": 0.99, "epochs": 2,
+             "train_seconds": 20.5, "images_per_s": 5000.0, "test_hit_rate": 0.5,
+             "val_history": history}
+    cnn = {"test_accuracy": 0.9915, "val_accuracy": 0.992, "epochs": 2, "train_seconds": 100.0,
+           "images_per_s": 1000.0, "params": 1, "architecture": "x", "optimizer": "Adam",
+           "flops_per_image": 44_609_024, "val_history": history} if with_cnn else None
+    return result_row(setting, config, agent, cnn, "python benchmarks/ram_benchmark.py "
+                      f"--setting {setting}", 30.0)
+
+
+def test_result_rows_are_in_percent_and_pass_the_tables_checks():
+    row = fake_run()
+    assert row["test_error"] == 0.98 and row["val_error"] == 1.0  # percent, not fractions
+    assert row["cnn_test_error"] == 0.85
+    assert row["val_curve"] == [[10.0, 5.0], [20.5, 1.0]]
+    assert row["flops_per_image"] == flops.agent_flops(get_setting("mnist28").config())["total"]
+    assert (row["pixels_per_image"], row["cnn_pixels_per_image"]) == (384, 784)
+    assert results_table.check_row(row) == []
+    assert results_table.check_row(fake_run("seed1", with_cnn=False)) == []
+
+
+def write_rows(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+
+
+def test_table_prints_every_row_as_stored(tmp_path, capsys):
+    rows = [fake_run(), fake_run("cluttered60", test_accuracy=0.97), fake_run("seed2",
+                                                                               with_cnn=False)]
+    path = tmp_path / "results.jsonl"
+    write_rows(path, rows)
+    assert results_table.main(["--results", str(path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 + 3
+    assert lines[2].startswith("| mnist28 | 0.98 | 0.85 | 1.12 | 1.21 (kevinzakka, PyTorch) | "
+                               "<= 1.0 | yes | 2 | 20 | 5000 | 4.11M / 44.61M | 384 / 784 | ")
+    assert lines[3].startswith("| cluttered60 | 3.00 | 0.85 | 4.08 | 2.63 (tfRAM, 8 glimpses) | "
+                               "<= 2.5 | no | ")
+    assert lines[4].startswith("| seed2 | 0.98 | — | — | — | — | report | ")
+    assert lines[4].endswith("`python benchmarks/ram_benchmark.py --setting seed2` |")
+
+
+def test_table_refuses_malformed_lines_and_flags_them_when_asked(tmp_path, capsys):
+    good = fake_run()
+    fraction = dict(good, error_unit="fraction", test_error=0.0098)
+    missing = {k: v for k, v in good.items() if k != "val_curve"}
+    unknown = dict(good, setting="mnist99")
+    path = tmp_path / "results.jsonl"
+    write_rows(path, [good, "{not json", fraction, missing, unknown, "", good])
+    assert results_table.main(["--results", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    for number, words in ((2, "not valid JSON"), (3, "error_unit='fraction'"),
+                          (4, "missing field 'val_curve'"), (5, "setting='mnist99'")):
+        assert f"results.jsonl:{number}: malformed: {words}" in captured.err
+    assert "4 malformed line(s)" in captured.err
+    assert results_table.main(["--results", str(path), "--skip_malformed"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| mnist28 |") == 2
+    assert "**Skipped malformed lines of results.jsonl:** 2, 3, 4, 5" in out
+
+
+def test_plot_writes_a_png(tmp_path):
+    path = tmp_path / "results.jsonl"
+    write_rows(path, [fake_run(), fake_run("seed1", with_cnn=False)])
+    out = tmp_path / "curve.png"
+    assert results_table.main(["--results", str(path), "--plot", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
