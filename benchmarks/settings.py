@@ -98,8 +98,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
         stride_note="I - P = 56; s = 4 gives a 15 x 15 grid (the seed's own choice)"),
     Setting(
         name="seed2",
-        description="seed experiment 2: 28x28, 3x3 glimpses, 8 steps, pre-training",
-        flags=dict(img_size=28, clutter_count=0, patch_size=3, scales=1, steps=8, stride=3,
+        description="seed experiment 2: 28x28, 3x3 glimpses, 8 steps, pre-training "
+                    "(the seed's command as written: default scales)",
+        flags=dict(img_size=28, clutter_count=0, patch_size=3, steps=8, stride=3,
                    pretrain=True),
         grid_size=10,
         stride_note="I - P = 25 is not a multiple of 3, so s = P = 3 tiles the image: "
