@@ -445,3 +445,20 @@ def test_fetch_fails_with_exit_code_1(tmp_path: Path, monkeypatch: pytest.Monkey
     assert fetch.main(["mnist", "--out", str(tmp_path / "out"),
                        "--from", str(tmp_path / "fake")]) == 1
     assert "fetch failed" in capsys.readouterr().err
+
+
+def test_digit_boxes_are_cached_only_for_read_only_arrays() -> None:
+    from tf_glimpse.data.canvas import _cached_digit_boxes
+
+    images = np.zeros((3, 28, 28), np.uint8)
+    images[:, 5:9, 10:20] = 255
+    writable = _cached_digit_boxes(images)
+    assert _cached_digit_boxes(images) is not writable  # Writable: recomputed every time.
+    images.setflags(write=False)
+    first = _cached_digit_boxes(images)
+    assert _cached_digit_boxes(images) is first
+    np.testing.assert_array_equal(first, digit_boxes(images))
+    other = images.copy()
+    other[:, 0, 0] = 255
+    other.setflags(write=False)
+    np.testing.assert_array_equal(_cached_digit_boxes(other), digit_boxes(other))

