@@ -367,10 +367,9 @@ def build_report(run_dir: Path, data_dir: str | None = None, limit: int | None =
                  gifs: int = 5, seed: int = 0, checkpoint: str = "best",
                  command: str = "", verbose: int = 1) -> dict:
     """Evaluate every policy on the test set and write report.md/json, plots and GIFs."""
-    import keras
-
     from tf_glimpse.data.canvas import split_dataset
     from tf_glimpse.data.sources import load_splits
+    from tf_glimpse.progress import progress_bar
     from tf_glimpse.runs import RunError, latest_checkpoint, load_agent
     from tf_glimpse.visualize import save_attention_gifs
 
@@ -385,7 +384,7 @@ def build_report(run_dir: Path, data_dir: str | None = None, limit: int | None =
     def play(judge, policy: str, keep: int = 0, name: str | None = None) -> Episodes:
         if verbose:
             print(f"{name or policy}:")
-        bar = keras.utils.Progbar(batches, verbose=verbose, unit_name="batch")
+        bar = progress_bar(batches, verbose, unit_name="batch")
         return run_policy(judge, dataset, policy, grid, seed, limit, keep, bar)
 
     episodes = {name: play(agent, name, gifs if name == "learned_greedy" else 0)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from tf_glimpse.config import RESUMABLE_FIELDS, ConfigError, GlimpseConfig
 from tf_glimpse.data.canvas import split_dataset
 from tf_glimpse.data.sources import Splits, load_splits
 from tf_glimpse.metrics import glimpse_hits, step_correct
+from tf_glimpse.progress import progress_bar
 from tf_glimpse.rewards import agent_losses
 from tf_glimpse.visualize import heatmap_image, position_counts, trajectory_images
 
@@ -64,8 +67,38 @@ def check_resumable(saved: GlimpseConfig, config: GlimpseConfig) -> None:
         raise ConfigError(f"--resume with an incompatible configuration ({details})")
 
 
+def restore_last_good(checkpoint: tf.train.Checkpoint, directory: str | Path) -> str | None:
+    """Restore the newest checkpoint of the CheckpointManager `directory` that loads.
+
+    Returns its path, or None when the directory holds no checkpoint yet.
+    CheckpointManager writes a checkpoint's files first and only then replaces the
+    `checkpoint` state file (atomically), so a kill during a save leaves the
+    previous checkpoint as the latest.  A checkpoint damaged later (a truncated or
+    deleted file) is skipped with a message on stderr, and the one before it is
+    restored; TrainingError if none loads.
+    """
+    state = tf.train.get_checkpoint_state(str(directory))
+    if state is None or not state.model_checkpoint_path:
+        return None
+    latest = state.model_checkpoint_path
+    candidates = [latest] + [path for path in reversed(state.all_model_checkpoint_paths)
+                             if path != latest]
+    for path in candidates:
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+            return path
+        except Exception as error:  # noqa: BLE001 - e.g. OpError, IndexError (truncated file)
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            print(f"warning: checkpoint {path} does not load ({reason}); "
+                  f"trying an older one", file=sys.stderr)
+    raise TrainingError(f"no checkpoint in {directory} loads (tried {', '.join(candidates)})")
+
+
 class Trainer:
     """Owns the agent, its optimizer, checkpoints and summaries for one run directory."""
+
+    # Tests only: greedy training episodes (see `_episode_mode`).
+    deterministic_episodes = False
 
     def __init__(self, config: GlimpseConfig, logdir: str | Path, resume: bool = False,
                  splits: Splits | None = None, verbose: int = 1):
@@ -82,13 +115,18 @@ class Trainer:
         self.steps_per_epoch = self.train_size // config.batch_size
         self.total_epochs = config.epochs + (config.pretrain_epochs if config.pretrain else 0)
         self.strategy = make_strategy(config.strategy)
+        # Where this worker saves checkpoints.  Under MultiWorkerMirroredStrategy every
+        # worker must take part in a save; the non-chief ones save into a directory of
+        # their own, deleted at the end of `finish`.
+        self.write_dir = self.logdir if self.is_chief else (
+            self.logdir / f"workertemp_{self.strategy.cluster_resolver.task_id}")
         self._prepare_logdir(resume)
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             self.model = GlimpseAgent.from_glimpse_config(config)
-            # Per-variable clipping: a large policy gradient never shrinks the classifier's.
-            self.optimizer = keras.optimizers.Adam(self._learning_rate(),
-                                                   clipnorm=config.grad_clip)
+            # Per-variable clipping (a large policy gradient never shrinks the classifier's)
+            # happens in `_apply_gradients`, after the replicas' gradients are summed.
+            self.optimizer = keras.optimizers.Adam(self._learning_rate())
             self.optimizer.build(self.model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best_val = tf.Variable(-1.0, dtype=tf.float32, trainable=False, name="best_val")
@@ -96,15 +134,20 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                               epoch=self.epoch, best_val=self.best_val,
                                               rng=self.rng)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.logdir / "checkpoints",
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir / "checkpoints",
                                                   max_to_keep=3)
-        self.best_manager = tf.train.CheckpointManager(self.checkpoint, self.logdir / "best",
+        self.best_manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir / "best",
                                                        max_to_keep=1)
         # The classifier trained on random glimpses: the fair judge of a random policy.
         self.pretrained_manager = tf.train.CheckpointManager(
-            self.checkpoint, self.logdir / "pretrained", max_to_keep=1)
-        if resume and self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            self.checkpoint, self.write_dir / "pretrained", max_to_keep=1)
+        # Every worker resumes from the chief's checkpoints.
+        if resume:
+            restore_last_good(self.checkpoint, self.logdir / "checkpoints")
+            if self.is_chief:  # The temporary directories of saves cut short by a kill.
+                for manager in (self.manager, self.best_manager, self.pretrained_manager):
+                    for orphan in Path(manager.directory).glob("ckpt-*_temp"):
+                        shutil.rmtree(orphan, ignore_errors=True)
         self.writer = tf.summary.create_file_writer(str(self.logdir)) if self.is_chief else (
             tf.summary.create_noop_writer())
         self._train_steps = {}
@@ -113,12 +156,17 @@ class Trainer:
     # ----------------------------------------------------------------- set-up
     @property
     def is_chief(self) -> bool:
-        """Whether this worker writes checkpoints, summaries and metrics."""
-        resolver = getattr(self.strategy, "cluster_resolver", None)
-        return resolver is None or resolver.task_type in (None, "chief") or (
-            resolver.task_type == "worker" and resolver.task_id == 0)
+        """Whether this worker writes the run directory: checkpoints, summaries and metrics.
+
+        True except for MultiWorkerMirroredStrategy workers other than the chief
+        (the "chief" task of TF_CONFIG, or else worker 0).
+        """
+        return self.strategy.extended.should_checkpoint
 
     def _prepare_logdir(self, resume: bool) -> None:
+        if not self.is_chief:  # The chief checks and writes the (maybe shared) run directory.
+            self.write_dir.mkdir(parents=True, exist_ok=True)
+            return
         config_path = self.logdir / "config.json"
         if config_path.exists():
             if not resume:
@@ -136,33 +184,88 @@ class Trainer:
             self.config.lr, decay_steps=self.total_epochs * self.steps_per_epoch, alpha=0.05)
 
     # ------------------------------------------------------------ the steps
-    def _train_replica(self, batch: dict, seed: tf.Tensor, supervised_only: bool) -> dict:
+    def _replica_gradients(self, batch: dict, seed: tf.Tensor,
+                           supervised_only: bool) -> tuple[list, dict]:
+        """One replica's episode: its gradients and its sums of the loss terms.
+
+        The loss is averaged over the *global* batch, so the replicas' gradients
+        add up to the gradient of the global batch.  No cross-replica
+        communication happens here, so XLA can compile it under any strategy.
+        """
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         seed = tf.random.experimental.stateless_fold_in(seed, replica)
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            outputs = self.model(batch["image"], mode="random" if supervised_only else "sample",
+            outputs = self.model(batch["image"], mode=self._episode_mode(supervised_only),
                                  seed=seed, training=True)
             terms = agent_losses(outputs, batch["label"], self.config, supervised_only)
             loss = tf.nn.compute_average_loss(terms["total"],
                                               global_batch_size=self.config.batch_size)
         gradients = tape.gradient(loss, variables)
         gradients = [tf.zeros_like(v) if g is None else g for g, v in zip(gradients, variables)]
-        self.optimizer.apply_gradients(zip(gradients, variables))
         sums = {name: tf.reduce_sum(terms[name]) for name in LOSS_TERMS}
         sums["correct"] = tf.reduce_sum(step_correct(outputs["step_logits"], batch["label"])[:, -1])
         sums["step_rewards"] = tf.reduce_sum(terms["step_rewards"], axis=0)
         sums["count"] = tf.cast(tf.shape(batch["label"])[0], tf.float32)
+        return gradients, sums
+
+    def _episode_mode(self, supervised_only: bool) -> str:
+        """The policy of the training episodes: random glimpses (pre-training) or sampled.
+
+        `deterministic_episodes` (for tests only) makes it greedy, so that an
+        episode depends neither on the seeds nor on how the batch is split
+        across replicas.
+        """
+        if self.deterministic_episodes:
+            return "greedy"
+        return "random" if supervised_only else "sample"
+
+    def _apply_gradients(self, gradients: list) -> None:
+        """Sum the replicas' gradients, clip each variable's to grad_clip, take an Adam step.
+
+        The clipping is done here, after the sum: Keras (clipnorm) would clip
+        each replica's partial gradient before its own cross-replica sum.
+        """
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas > 1:
+            gradients = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, gradients)
+        if self.config.grad_clip:
+            gradients = [tf.clip_by_norm(g, self.config.grad_clip) for g in gradients]
+        if replicas > 1:
+            # Every replica now holds the whole sum, and Keras sums the replicas'
+            # gradients once more: hand it 1/replicas of it (exact for 2 replicas).
+            gradients = [g / replicas for g in gradients]
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+
+    def _train_replica(self, batch: dict, seed: tf.Tensor, supervised_only: bool) -> dict:
+        gradients, sums = self._replica_gradients(batch, seed, supervised_only)
+        self._apply_gradients(gradients)
         return sums
 
     def _train_step(self, supervised_only: bool):
         if supervised_only not in self._train_steps:
-            replica_step = tf.function(self._train_replica, jit_compile=self.config.jit_compile)
+            if self.config.strategy == "default":
+                # One XLA program: the episode, its gradients and the update.
+                replica_step = tf.function(self._train_replica,
+                                           jit_compile=self.config.jit_compile)
+            else:
+                # XLA compiles the episode and its gradients.  The update synchronises
+                # the replicas (all-reduce, merge_call), which cannot run inside XLA.
+                gradients_fn = tf.function(self._replica_gradients,
+                                           jit_compile=self.config.jit_compile)
+
+                def replica_step(batch, seed, supervised_only):
+                    gradients, sums = gradients_fn(batch, seed, supervised_only)
+                    self._apply_gradients(gradients)
+                    return sums
 
             @tf.function
             def step(batch, seed):
                 per_replica = self.strategy.run(replica_step, args=(batch, seed, supervised_only))
-                return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+                # One tensor at a time: MultiWorkerMirroredStrategy cannot reduce a dict.
+                return {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                        for name, value in per_replica.items()}
 
             self._train_steps[supervised_only] = step
         return self._train_steps[supervised_only]
@@ -204,10 +307,15 @@ class Trainer:
     def train_epoch(self, epoch: int, supervised_only: bool) -> dict:
         """One pass over the training canvases of `epoch`; returns mean loss terms and accuracy."""
         dataset = split_dataset(self.splits, self.config, "train", epoch=epoch)
-        dataset = self.strategy.experimental_distribute_dataset(dataset)
+        # Global batches (all full), split into equal per-replica shares; every worker
+        # builds the same batches and keeps its own share (DATA sharding).
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        dataset = self.strategy.experimental_distribute_dataset(dataset.with_options(options))
         step = self._train_step(supervised_only)
         phase = "pretrain" if supervised_only else "reinforce"
-        progress = keras.utils.Progbar(self.steps_per_epoch, verbose=self.verbose,
+        progress = progress_bar(self.steps_per_epoch, self.verbose,
                                        stateful_metrics=["loss", "acc", "reward"],
                                        unit_name="batch")
         if self.verbose:
@@ -222,8 +330,7 @@ class Trainer:
                 loss = float(totals["total"]) / count
                 if not math.isfinite(loss):
                     raise TrainingError(f"non-finite loss {loss} at epoch {epoch + 1}, batch "
-                                        f"{index + 1}; the last good checkpoint is kept in "
-                                        f"{self.manager.directory}")
+                                        f"{index + 1}; {self._kept_checkpoint()}")
                 progress.update(index + 1, [("loss", loss),
                                             ("acc", float(totals["correct"]) / count),
                                             ("reward", float(totals["reward"]) / count)])
@@ -232,9 +339,29 @@ class Trainer:
         means["accuracy"] = float(totals["correct"]) / count
         means["reward_per_step"] = (totals["step_rewards"].numpy() / count).tolist()
         if not math.isfinite(means["total"]):
-            raise TrainingError(f"non-finite loss at epoch {epoch + 1}; the last good "
-                                f"checkpoint is kept in {self.manager.directory}")
+            raise TrainingError(f"non-finite loss at epoch {epoch + 1}; "
+                                f"{self._kept_checkpoint()}")
         return means
+
+    def _kept_checkpoint(self) -> str:
+        """The end of a non-finite error message: which checkpoint the run can resume from."""
+        latest = self.manager.latest_checkpoint
+        if latest is None:
+            return "stopped before any checkpoint was written"
+        return f"stopped without saving this epoch; the last good checkpoint is {latest}"
+
+    def _check_finite_state(self, epoch: int) -> None:
+        """Raise TrainingError if a weight or an optimizer variable is NaN or inf.
+
+        The loss is checked during the epoch, but a non-finite gradient can corrupt
+        the weights while the loss stays finite (e.g. at the last step), so this
+        check runs before the epoch's checkpoints are written.
+        """
+        bad = [variable.path for variable in self.model.weights + self.optimizer.variables
+               if not np.all(np.isfinite(variable.numpy()))]
+        if bad:
+            raise TrainingError(f"non-finite values in {len(bad)} variables ({bad[0]}, ...) "
+                                f"after epoch {epoch + 1}; {self._kept_checkpoint()}")
 
     def fit(self) -> dict:
         """Train to the end (or continue a resumed run), evaluate the test set once, write metrics."""
@@ -250,6 +377,7 @@ class Trainer:
             supervised_only = epoch < pretrain
             started = time.perf_counter()
             train = self.train_epoch(epoch, supervised_only)
+            self._check_finite_state(epoch)  # Before anything of this epoch is saved.
             elapsed = time.perf_counter() - started
             train_seconds += elapsed
             val = self.evaluate("val", "random" if supervised_only else "greedy")
@@ -263,17 +391,22 @@ class Trainer:
                 every = self.config.summary_images_every
                 if every and ((epoch + 1) % every == 0 or epoch + 1 == self.total_epochs):
                     self._write_image_summaries(epoch + 1)
-                self.manager.save(checkpoint_number=epoch + 1)
-                if improved:
-                    self.best_manager.save(checkpoint_number=epoch + 1)
-                if epoch + 1 == pretrain:
-                    self.pretrained_manager.save(checkpoint_number=epoch + 1)
+            # The epoch's checkpoint is written last: it commits the epoch.  A kill before
+            # it resumes from the previous epoch, which trims history.json to that epoch
+            # and writes best/ and pretrained/ again (a resumed epoch is bitwise the same).
             history.setdefault("val_history", []).append(
                 {"epoch": epoch + 1, "phase": "pretrain" if supervised_only else "reinforce",
                  "val_accuracy": val["accuracy"], "train_accuracy": train["accuracy"],
                  "wall_s": train_seconds})
             history["train_seconds"] = train_seconds
             self._save_history(history)
+            # Every worker saves (see `write_dir`); every worker's `improved` is the same,
+            # since the workers hold the same weights and evaluate the same canvases.
+            if improved:
+                self.best_manager.save(checkpoint_number=epoch + 1)
+            if epoch + 1 == pretrain:
+                self.pretrained_manager.save(checkpoint_number=epoch + 1)
+            self.manager.save(checkpoint_number=epoch + 1)
             if self.verbose:
                 print(f"  val accuracy ({'random' if supervised_only else 'greedy'} policy): "
                       f"{val['accuracy']:.4f}  hit rate {val['hit_rate']:.3f}  "
@@ -305,6 +438,8 @@ class Trainer:
             with self.writer.as_default(step=epochs):
                 tf.summary.scalar("test/accuracy", test["accuracy"])
             self.writer.flush()
+        else:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
         if self.verbose:
             print(f"best val accuracy {val['accuracy']:.4f}, test accuracy "
                   f"{test['accuracy']:.4f} (error {100 * (1 - test['accuracy']):.2f}%)")
