@@ -59,8 +59,10 @@ def toy_splits(count: int, seed: int) -> Splits:
 
 
 def test_policy_learns_to_look_where_the_class_is(tmp_path):
+    # One scale: coarser scales would see the informative region from anywhere.
     config = GlimpseConfig(img_size=28, clutter_count=0, patch_size=7, stride=7, steps=2,
-                           batch_size=64, epochs=6, lr=3e-3, val_size=0, entropy_weight=0.0,
+                           scales=1, batch_size=64, epochs=6, lr=3e-3, val_size=0,
+                           entropy_weight=0.0,
                            jit_compile=False, **SMALL)
     trainer = Trainer(config, tmp_path / "toy", splits=toy_splits(4096, 0), verbose=0)
     informative = 15  # Cell (3, 3).
@@ -71,7 +73,9 @@ def test_policy_learns_to_look_where_the_class_is(tmp_path):
     sampled = np.mean(trainer.model(images, mode="sample", seed=seed)["actions"] == informative)
     greedy = trainer.model(images, mode="greedy")["actions"].numpy()
     assert before < 0.2  # Chance: a random cell is the informative one 1/16 of the time.
-    assert sampled > 2.5 * before and np.mean(greedy == informative) > 0.5, greedy[:8]
+    # Visited cells are masked, so an episode can look at the informative cell once.
+    assert sampled > 2.5 * before, (sampled, before)
+    assert np.mean(np.any(greedy == informative, axis=1)) > 0.9, greedy[:8]
     assert trainer.evaluate("val")["accuracy"] > 0.9
 
 
