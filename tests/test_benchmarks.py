@@ -195,3 +195,11 @@ def test_plot_writes_a_png(tmp_path):
     out = tmp_path / "curve.png"
     assert results_table.main(["--results", str(path), "--plot", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_readme_results_table_matches_results_jsonl():
+    """The README's RAM table is exactly what results_table.py makes of results.jsonl."""
+    rows, problems = results_table.load_rows(ROOT / "benchmarks" / "results.jsonl")
+    assert not problems
+    assert set(SETTINGS) <= {row["setting"] for row in rows}  # A row for every setting.
+    assert results_table.markdown_table(rows) in (ROOT / "README.md").read_text()
