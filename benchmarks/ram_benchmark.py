@@ -44,7 +44,6 @@ version, reference errors, the full config.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os
@@ -53,7 +52,6 @@ import shlex
 import subprocess
 import sys
 import time
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +62,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.flops import agent_flops, agent_pixels, canvas_pixels  # noqa: E402
 from benchmarks.settings import SETTINGS, get_setting  # noqa: E402
-from tf_glimpse.cli import HELP, parse_bool  # noqa: E402
+from tf_glimpse.cli import (add_config_flags, check_trainable, config_fields,  # noqa: E402
+                            parse_bool, start_trainer)
 from tf_glimpse.config import ConfigError, GlimpseConfig  # noqa: E402
 
 DEFAULT_RESULTS = PROJECT_ROOT / "benchmarks" / "results.jsonl"
@@ -87,14 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="JSON-lines file the result row is appended to")
     parser.add_argument("--quiet", action="store_true",
                         help="one progress line per epoch instead of progress bars")
-    hints = typing.get_type_hints(GlimpseConfig)
-    overrides = parser.add_argument_group("GlimpseConfig overrides")
-    for field in dataclasses.fields(GlimpseConfig):
-        hint = hints[field.name]
-        kind = (parse_bool if hint is bool else int if hint in (int, int | None)
-                else float if hint is float else str)
-        overrides.add_argument(f"--{field.name}", type=kind, default=argparse.SUPPRESS,
-                               help=HELP.get(field.name, field.name.replace("_", " ")))
+    add_config_flags(parser.add_argument_group("GlimpseConfig overrides"), given_only=True)
     return parser
 
 
@@ -102,13 +94,10 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, GlimpseCon
     """Parsed flags and the setting's config with the overrides (exit 2 on a bad value)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    names = {field.name for field in dataclasses.fields(GlimpseConfig)}
-    overrides = {name: value for name, value in vars(args).items() if name in names}
+    overrides = config_fields(args)
     try:
         config = get_setting(args.setting).config(**overrides)
-        if config.subset is not None and config.subset < config.batch_size:
-            raise ConfigError(f"subset={config.subset} is smaller than batch_size="
-                              f"{config.batch_size}; valid range: >= {config.batch_size}")
+        check_trainable(config)
     except ConfigError as error:
         parser.error(str(error))
     args.overrides = overrides
@@ -228,21 +217,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import tensorflow as tf  # Heavy imports only after the flags are valid.
 
-    from tf_glimpse.data.idx import DataError
-    from tf_glimpse.data.sources import load_splits
-    from tf_glimpse.training import Trainer, TrainingError
+    from tf_glimpse.training import TrainingError
 
     started = time.perf_counter()
-    try:
-        splits = load_splits(config.dataset, config.data_dir, config.val_size, config.seed,
-                             config.subset)
-        trainer = Trainer(config, logdir, resume=args.resume, splits=splits,
-                          verbose=2 if args.quiet else 1)
-    except ConfigError as error:
-        build_parser().error(str(error))
-    except DataError as error:
-        print(f"ram_benchmark.py: error: {error}", file=sys.stderr)
-        return 1
+    splits, trainer = start_trainer(build_parser(), config, logdir, args.resume,
+                                    2 if args.quiet else 1)
     try:
         agent = trainer.fit()
     except TrainingError as error:

@@ -69,11 +69,12 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"invalid boolean {text!r}; valid values: True, False, 1, 0")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """An argparse parser with one flag per `GlimpseConfig` field, plus --logdir and --resume."""
-    parser = argparse.ArgumentParser(
-        prog="train.py", description="Train a glimpse agent with REINFORCE and a baseline.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def add_config_flags(parser, given_only: bool = False) -> None:
+    """One flag per `GlimpseConfig` field on `parser` (or an argument group).
+
+    With `given_only`, flags have no default and only the ones given on the command
+    line appear in the parsed namespace (for overrides on top of another config).
+    """
     hints = typing.get_type_hints(GlimpseConfig)
     for field in dataclasses.fields(GlimpseConfig):
         hint = hints[field.name]
@@ -85,8 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
             kind = float
         else:
             kind = str
-        parser.add_argument(f"--{field.name}", type=kind, default=field.default,
+        parser.add_argument(f"--{field.name}", type=kind,
+                            default=argparse.SUPPRESS if given_only else field.default,
                             help=HELP.get(field.name, field.name.replace("_", " ")))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """An argparse parser with one flag per `GlimpseConfig` field, plus --logdir and --resume."""
+    parser = argparse.ArgumentParser(
+        prog="train.py", description="Train a glimpse agent with REINFORCE and a baseline.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_flags(parser)
     parser.add_argument("--logdir", default=None,
                         help="run directory (default: runs/<date>-<time>)")
     parser.add_argument("--resume", type=parse_bool, nargs="?", const=True, default=False,
@@ -95,27 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_fields(args: argparse.Namespace) -> dict:
+    """The parsed flags that are `GlimpseConfig` fields."""
+    names = {field.name for field in dataclasses.fields(GlimpseConfig)}
+    return {name: value for name, value in vars(args).items() if name in names}
+
+
 def config_from_args(args: argparse.Namespace) -> GlimpseConfig:
     """The `GlimpseConfig` of parsed flags (raises ConfigError on a bad value)."""
-    names = {field.name for field in dataclasses.fields(GlimpseConfig)}
-    return GlimpseConfig(**{name: value for name, value in vars(args).items() if name in names})
+    return GlimpseConfig(**config_fields(args))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse flags, validate them (exit 2 on a bad value), train, print the final metrics."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        config = config_from_args(args)
-        if config.subset is not None and config.subset < config.batch_size:
-            raise ConfigError(f"subset={config.subset} is smaller than batch_size="
-                              f"{config.batch_size}; valid range: >= {config.batch_size}")
-    except ConfigError as error:
-        parser.error(str(error))
-    logdir = args.logdir or time.strftime("runs/%Y%m%d-%H%M%S")
+def check_trainable(config: GlimpseConfig) -> None:
+    """ConfigError when --subset leaves fewer training images than one batch."""
+    if config.subset is not None and config.subset < config.batch_size:
+        raise ConfigError(f"subset={config.subset} is smaller than batch_size="
+                          f"{config.batch_size}; valid range: >= {config.batch_size}")
 
-    # The data before TensorFlow and before the run directory: a missing or corrupt
-    # file fails fast (exit 1) and writes nothing.  The IDX reader is numpy only.
+
+def start_trainer(parser: argparse.ArgumentParser, config: GlimpseConfig, logdir,
+                  resume: bool, verbose: int):
+    """(splits, Trainer) for `logdir`; exits 2 on a bad value, 1 on bad data.
+
+    The data comes before TensorFlow and before the run directory: a missing or
+    corrupt file fails fast and writes nothing.  The IDX reader is numpy only.
+    """
     from tf_glimpse.data.idx import DataError
     from tf_glimpse.data.sources import load_splits
 
@@ -125,19 +139,32 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         parser.error(str(error))
     except DataError as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        return 1
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
 
     from tf_glimpse.training import Trainer, TrainingError  # Heavy imports only now.
 
     try:
-        trainer = Trainer(config, logdir, resume=args.resume, splits=splits,
-                          verbose=0 if args.quiet else 1)
+        return splits, Trainer(config, logdir, resume=resume, splits=splits, verbose=verbose)
     except ConfigError as error:
         parser.error(str(error))
     except (DataError, TrainingError) as error:  # TrainingError: no checkpoint loads.
-        print(f"train.py: error: {error}", file=sys.stderr)
-        return 1
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, validate them (exit 2 on a bad value), train, print the final metrics."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+        check_trainable(config)
+    except ConfigError as error:
+        parser.error(str(error))
+    logdir = args.logdir or time.strftime("runs/%Y%m%d-%H%M%S")
+    _, trainer = start_trainer(parser, config, logdir, args.resume, 0 if args.quiet else 1)
+
+    from tf_glimpse.training import TrainingError  # Imported by start_trainer already.
+
     try:
         metrics = trainer.fit()
     except TrainingError as error:
