@@ -10,4 +10,6 @@ PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -r requirements.txt
+# The project itself, editable: `import tf_glimpse` from any directory, console scripts.
+.venv/bin/python -m pip install --quiet --no-deps -e .
 .venv/bin/python -m tf_glimpse.data.fetch mnist

@@ -88,8 +88,11 @@ def _pairs(dataset):
 
 
 def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool = False,
-              verbose: bool = True) -> dict[str, Any]:
+              verbose: bool = True, seconds: float | None = None) -> dict[str, Any]:
     """Train the baseline for `epochs` epochs on the agent's canvases; returns its metrics.
+
+    With `seconds`, training also stops at the first epoch end past that many seconds of
+    training (the agent's wall-time budget, so both get the same time).
 
     Metrics: ``val_accuracy`` and ``test_accuracy`` of the best validation epoch,
     ``epochs``, ``best_epoch``, ``train_seconds`` (training only, summed over resumed
@@ -144,6 +147,8 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
 
     steps_per_epoch = len(splits.train_labels) // config.batch_size
     for e in range(int(epoch.numpy()), epochs):
+        if seconds is not None and history["train_seconds"] >= seconds:
+            break
         started = time.perf_counter()
         fit = model.fit(_pairs(split_dataset(splits, config, "train", epoch=e)), epochs=1,
                         shuffle=False, verbose=0)  # Shuffled by the canvas pipeline.
@@ -160,7 +165,7 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
                                        "wall_s": history["train_seconds"]})
         _write_json(history_path, history)
         if verbose:
-            print(f"CNN epoch {e + 1}/{epochs}: train accuracy "
+            print(f"CNN epoch {e + 1}{'' if seconds else f'/{epochs}'}: train accuracy "
                   f"{fit.history['accuracy'][-1]:.4f}  val accuracy {val:.4f}  "
                   f"({elapsed:.1f} s, {steps_per_epoch * config.batch_size / elapsed:.0f} "
                   f"images/s)", flush=True)

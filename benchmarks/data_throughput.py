@@ -20,12 +20,10 @@ import time
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-if str(PROJECT_ROOT) not in sys.path:
-    sys.path.insert(0, str(PROJECT_ROOT))
 
-from tf_glimpse.data.canvas import canvas_dataset  # noqa: E402
-from tf_glimpse.data.idx import DataError  # noqa: E402
-from tf_glimpse.data.sources import load_splits  # noqa: E402
+from tf_glimpse.data.canvas import canvas_dataset
+from tf_glimpse.data.idx import DataError
+from tf_glimpse.data.sources import load_splits
 
 
 def parse_args() -> argparse.Namespace:

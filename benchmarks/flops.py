@@ -19,14 +19,21 @@ embedding, memory and classifier, C = 10 classes):
   "where" 2*L + L*D;
 * memory, per step: LSTM, (D + M) * 4M;
 * policy, steps 1..T-1: M*A (step 0 uses the learned initial logits; the
-  policy head's output there only provides a shape, and XLA drops it);
+  policy head's output there only provides a shape, and XLA drops it); with a
+  context network, every step T*M*A;
+* context (``context`` only): the coarse view of c*c = (I // f)^2 values,
+  f = max(1, I // P), through c*c*M + M*2M;
 * baseline, per step: M*1 (the value head runs in every forward pass);
 * classifier: multi-head attention over the T embeddings (Q, K, V and output
   projections 4*T*D*D, scores and weighted sum 2*T*T*D, the full T x T under the
   causal mask), GRU T*(D + U)*3U, logits T*U*C.
 
+The memory's classification head (`memory_head`) serves its training loss only;
+a forward pass for a prediction does not need it (XLA drops it), so it is not counted.
+
 Pixels per image: the agent receives T*k*P*P glimpse values (a value of scale
-j >= 1 summarises a 2^j x 2^j block of source pixels); the CNN reads all I*I pixels.
+j >= 1 summarises a 2^j x 2^j block of source pixels), plus the context network's
+(I // f)^2 coarse values; the CNN reads all I*I pixels.
 """
 
 from __future__ import annotations
@@ -91,9 +98,11 @@ def agent_flops(config) -> dict[str, int]:
         "sensor": t * sensor_flops(config.sensor_backend, config.img_size, p, k),
         "encoder": t * (what + dense_flops(g, d) + dense_flops(2, loc) + dense_flops(loc, d)),
         "memory": t * lstm_flops(d, m),
-        "policy": (t - 1) * dense_flops(m, config.num_actions),
+        "policy": (t if config.context else t - 1) * dense_flops(m, config.num_actions),
         "baseline": t * dense_flops(m, 1),
         "classifier": (attention_flops(t, d) + t * gru_flops(d, u) + t * dense_flops(u, c)),
+        "context": (dense_flops(context_values(config), m) + dense_flops(m, 2 * m)
+                    if config.context else 0),
     }
     parts["total"] = sum(parts.values())
     return parts
@@ -148,9 +157,16 @@ def keras_flops(model) -> int:
     return int(flops)
 
 
+def context_values(config) -> int:
+    """Values of the context network's coarse view, (I // f)^2 with f = max(1, I // P)."""
+    factor = max(1, config.img_size // config.patch_size)
+    return (config.img_size // factor) ** 2
+
+
 def agent_pixels(config) -> int:
-    """Glimpse values one episode gives the agent: T * k * P * P."""
-    return config.steps * config.scales * config.patch_size ** 2
+    """Values one episode gives the agent: T * k * P * P glimpse values (+ the context's)."""
+    context = context_values(config) if config.context else 0
+    return config.steps * config.scales * config.patch_size ** 2 + context
 
 
 def canvas_pixels(config) -> int:

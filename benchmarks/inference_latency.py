@@ -27,11 +27,9 @@ from pathlib import Path
 from typing import Callable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-if str(PROJECT_ROOT) not in sys.path:
-    sys.path.insert(0, str(PROJECT_ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def parse_args() -> argparse.Namespace:
@@ -80,10 +78,11 @@ def tflite_episode(path: Path, image: np.ndarray) -> Callable[[], np.ndarray]:
 
 def step_episode(path: Path, image: np.ndarray, info: dict) -> Callable[[], dict]:
     """One episode of the step model, glimpse by glimpse (`export.drive_step_model`)."""
-    from export.drive_step_model import open_interpreter, run_episode
+    from export.drive_step_model import context_runner, open_interpreter, run_episode
 
     runner = open_interpreter(path).get_signature_runner()
-    return lambda: run_episode(runner, image[0], info)
+    context = context_runner(path, info)
+    return lambda: run_episode(runner, image[0], info, context_runner=context)
 
 
 def step_invoke(path: Path) -> Callable[[], None]:

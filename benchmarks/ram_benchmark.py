@@ -1,7 +1,8 @@
 """Benchmark the glimpse agent against the RAM literature and a plain full-image CNN.
 
-    python benchmarks/ram_benchmark.py --setting mnist28 [--epochs N] [--logdir DIR]
-        [--resume] [--skip_cnn] [--results FILE] [any GlimpseConfig flag, e.g. --subset 512]
+    python benchmarks/ram_benchmark.py --setting mnist28 [--epochs N | --minutes M]
+        [--logdir DIR] [--resume] [--skip_cnn | --cnn_only] [--results FILE]
+        [any GlimpseConfig flag, e.g. --subset 512]
 
 Settings (`benchmarks/settings.py`): mnist28, translated60, cluttered60, cluttered100,
 seed1, seed2.  A setting fixes some `GlimpseConfig` fields; flags given here
@@ -13,9 +14,14 @@ override them, and every other field keeps its default (see ``train.py --help``)
    greedy validation accuracy is selected (validation only), and the fixed test set
    is evaluated once, with it.
 2. The CNN baseline (`benchmarks/cnn_baseline.py`) trains on the same canvases for
-   the same number of epochs (epochs + pre-training epochs), selects its best
-   validation epoch and evaluates the test set once.  It runs in ``LOGDIR/cnn``.
-   ``--skip_cnn`` leaves it out (its fields are then null).
+   the same budget: the same wall time with ``--minutes``, else the same number of
+   epochs (epochs + pre-training epochs).  It selects its best validation epoch and
+   evaluates the test set once.  It runs in ``LOGDIR/cnn``.  It does not change when
+   the agent does, so it is measured once per (setting, budget, hardware): its
+   figure is appended to ``--cnn_results`` (default
+   ``benchmarks/cnn_results.jsonl``) and later runs of the same setting and budget
+   reuse it.  ``--skip_cnn`` never trains it (its fields are null when no figure is
+   stored); ``--cnn_only`` trains and stores it without the agent.
 3. One JSON line is appended to ``--results`` (default ``benchmarks/results.jsonl``)
    and printed as the LAST line of the output.
 
@@ -56,18 +62,18 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-if str(PROJECT_ROOT) not in sys.path:
-    sys.path.insert(0, str(PROJECT_ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks.flops import agent_flops, agent_pixels, canvas_pixels  # noqa: E402
-from benchmarks.settings import SETTINGS, get_setting  # noqa: E402
-from tf_glimpse.cli import (add_config_flags, check_trainable, config_fields,  # noqa: E402
-                            parse_bool, start_trainer)
-from tf_glimpse.config import ConfigError, GlimpseConfig  # noqa: E402
+from benchmarks.flops import agent_flops, agent_pixels, canvas_pixels
+from benchmarks.settings import SETTINGS, get_setting
+from tf_glimpse.cli import (add_config_flags, check_trainable, config_fields,
+                            load_data, parse_bool, start_trainer)
+from tf_glimpse.config import ConfigError, GlimpseConfig
 
 DEFAULT_RESULTS = PROJECT_ROOT / "benchmarks" / "results.jsonl"
 DEFAULT_RUNS = PROJECT_ROOT / "benchmarks" / "runs"
+DEFAULT_CNN_RESULTS = PROJECT_ROOT / "benchmarks" / "cnn_results.jsonl"
+MAX_EPOCHS_WITH_BUDGET = 1000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,13 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ram_benchmark.py", description=__doc__.split("\n\n")[0],
         epilog="Every GlimpseConfig field is also a flag (see train.py --help); given flags "
-               "override the setting.")
+               "override the setting.  --minutes N gives a wall-time budget (training stops "
+               "at the first epoch end past N minutes; --epochs is then a maximum, "
+               f"{MAX_EPOCHS_WITH_BUDGET} unless given) and the CNN baseline the same budget.")
     parser.add_argument("--setting", required=True, choices=list(SETTINGS))
     parser.add_argument("--logdir", default=None,
                         help="run directory (default: benchmarks/runs/SETTING)")
     parser.add_argument("--resume", type=parse_bool, nargs="?", const=True, default=False,
                         help="continue the runs in --logdir from their last checkpoints")
-    parser.add_argument("--skip_cnn", action="store_true", help="do not train the CNN baseline")
+    parser.add_argument("--skip_cnn", action="store_true",
+                        help="do not train the CNN baseline: reuse its stored figure for this "
+                             "setting and budget (null fields when none is stored)")
+    parser.add_argument("--cnn_only", action="store_true",
+                        help="train and store only the CNN baseline of this setting and budget")
+    parser.add_argument("--cnn_results", default=str(DEFAULT_CNN_RESULTS),
+                        help="JSON-lines file of the CNN baseline's stored figures")
     parser.add_argument("--results", default=str(DEFAULT_RESULTS),
                         help="JSON-lines file the result row is appended to")
     parser.add_argument("--quiet", action="store_true",
@@ -95,6 +109,9 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, GlimpseCon
     parser = build_parser()
     args = parser.parse_args(argv)
     overrides = config_fields(args)
+    if overrides.get("minutes") is not None:
+        # A wall-time budget: the epochs become a maximum the budget ends before.
+        overrides.setdefault("epochs", MAX_EPOCHS_WITH_BUDGET)
     try:
         config = get_setting(args.setting).config(**overrides)
         check_trainable(config)
@@ -203,17 +220,68 @@ def append_row(path: str | Path, row: dict) -> None:
         os.fsync(handle.fileno())
 
 
+def budget_of(config: GlimpseConfig) -> dict[str, float]:
+    """The training budget a row states: {"minutes": M} or {"epochs": pre-training + REINFORCE}."""
+    if config.minutes is not None:
+        return {"minutes": config.minutes}
+    return {"epochs": config.epochs + (config.pretrain_epochs if config.pretrain else 0)}
+
+
+def stored_cnn(path: str | Path, setting: str, budget: dict, machine: str) -> dict | None:
+    """The newest stored CNN figure of (setting, budget, hardware), or None."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    found = None
+    for line in path.read_text().splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            if (entry["setting"], entry["budget"], entry["hardware"]) == (setting, budget, machine):
+                found = entry
+    return found
+
+
+def train_and_store_cnn(args: argparse.Namespace, config: GlimpseConfig, splits, logdir: Path,
+                        command: str) -> dict:
+    """Train the CNN baseline for the budget of `config`, append its figure to --cnn_results."""
+    from benchmarks.cnn_baseline import train_cnn
+
+    budget = budget_of(config)
+    print(f"CNN baseline: {budget} on the same canvases", flush=True)
+    seconds = 60.0 * config.minutes if config.minutes is not None else None
+    epochs = MAX_EPOCHS_WITH_BUDGET if seconds else int(budget["epochs"])
+    cnn = train_cnn(splits, config, epochs, logdir / "cnn", resume=args.resume, seconds=seconds)
+    entry = {"setting": args.setting, "budget": budget, "hardware": hardware(),
+             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "command": command, **cnn}
+    append_row(args.cnn_results, entry)
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Train the agent, then the CNN; append and print the JSON row (the last line)."""
+    """Train the agent, then the CNN (or reuse its stored figure); append and print the row."""
     args, config = parse(argv)
     command = "python benchmarks/ram_benchmark.py " + shlex.join(
         sys.argv[1:] if argv is None else argv)
     logdir = Path(args.logdir) if args.logdir else DEFAULT_RUNS / args.setting
     setting = get_setting(args.setting)
+    budget = budget_of(config)
+    cnn = None if args.cnn_only else stored_cnn(args.cnn_results, setting.name, budget,
+                                                hardware())
     print(f"setting {setting.name}: {setting.description}; grid {config.grid.size} x "
-          f"{config.grid.size}; {config.epochs} epochs"
-          + (f" after {config.pretrain_epochs} pre-training epochs" if config.pretrain else "")
+          f"{config.grid.size}; budget {budget}"
+          + (f" ({config.pretrain_epochs} pre-training epochs first)" if config.pretrain else "")
           + f"; run directory {logdir}", flush=True)
+    if args.cnn_only:
+        splits = load_data(build_parser(), config)
+        try:
+            entry = train_and_store_cnn(args, config, splits, logdir, command)
+        except FileExistsError as error:
+            print(f"ram_benchmark.py: error: {error}", file=sys.stderr)
+            return 1
+        print(json.dumps({key: value for key, value in entry.items()
+                          if key != "val_history"}), flush=True)
+        return 0
 
     import tensorflow as tf  # Heavy imports only after the flags are valid.
 
@@ -231,14 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     agent["tensorflow"] = tf.__version__
     process_wall_s = time.perf_counter() - started
 
-    cnn = None
-    if not args.skip_cnn:
-        from benchmarks.cnn_baseline import train_cnn
-
-        print(f"CNN baseline: {trainer.total_epochs} epochs on the same canvases", flush=True)
+    if cnn is not None:
+        print(f"CNN baseline: the stored figure for {budget} from {cnn['date']} "
+              f"({args.cnn_results})", flush=True)
+    elif not args.skip_cnn:
         try:
-            cnn = train_cnn(splits, config, trainer.total_epochs, logdir / "cnn",
-                            resume=args.resume)
+            cnn = train_and_store_cnn(args, config, splits, logdir, command)
         except FileExistsError as error:
             print(f"ram_benchmark.py: error: {error}", file=sys.stderr)
             return 1

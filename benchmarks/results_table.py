@@ -28,10 +28,8 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-if str(PROJECT_ROOT) not in sys.path:
-    sys.path.insert(0, str(PROJECT_ROOT))
 
-from benchmarks.settings import SETTINGS  # noqa: E402
+from benchmarks.settings import SETTINGS
 
 DEFAULT_RESULTS = PROJECT_ROOT / "benchmarks" / "results.jsonl"
 

@@ -16,15 +16,12 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tf_glimpse.config import GlimpseConfig  # noqa: E402
+from tf_glimpse.config import GlimpseConfig
 
 
 def parse_args() -> argparse.Namespace:

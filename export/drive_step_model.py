@@ -23,6 +23,11 @@ copy it next to `glimpse_step.tflite` and `export_info.json` on the device.
 
 `run_episode` is that loop, also returning the actions, locations and class
 probabilities after every step; the tests check it against glimpse_full.tflite.
+
+An agent with a context network (``config.context``) chooses its first cell from a
+coarse view of the whole canvas: export_info.json then names ``context_model``
+(glimpse_context.tflite: ``images`` uint8 [1, I, I, 1] -> ``lstm_h``, ``lstm_c``,
+``next_logits``), which `first_state` runs instead of reading ``initial_logits``.
 """
 
 from __future__ import annotations
@@ -92,8 +97,28 @@ def zero_state(info: dict) -> dict[str, np.ndarray]:
             for name, shape in info["step_model"]["state_shapes"].items()}
 
 
+def first_state(info: dict, image: np.ndarray,
+                context_runner=None) -> tuple[dict[str, np.ndarray], int]:
+    """(The step model's state before the first glimpse, the first cell to look at).
+
+    Without a context model: zeros and the argmax of ``initial_logits``.  With one,
+    `context_runner` (its signature runner) reads the whole canvas `image` (uint8
+    [I, I] or [I, I, 1]) and sets the memory and the first cell.
+    """
+    state = zero_state(info)
+    if not info.get("context_model"):
+        return state, int(np.argmax(info["initial_logits"]))
+    if context_runner is None:
+        raise ValueError(f"this agent chooses its first cell from the whole canvas: pass "
+                         f"context_runner, the signature runner of {info['context_model']}")
+    image = np.asarray(image, np.uint8).reshape(1, image.shape[0], image.shape[1], 1)
+    out = context_runner(images=image)
+    state["lstm_h"], state["lstm_c"] = out["lstm_h"], out["lstm_c"]
+    return state, int(np.argmax(out["next_logits"][0]))
+
+
 def run_episode(step_runner, image: np.ndarray, info: dict,
-                record: list | None = None) -> dict[str, np.ndarray]:
+                record: list | None = None, context_runner=None) -> dict[str, np.ndarray]:
     """One greedy episode with the step model: what glimpse_full.tflite computes in one call.
 
     Args:
@@ -101,13 +126,13 @@ def run_episode(step_runner, image: np.ndarray, info: dict,
       image: the canvas, uint8 [I, I] or [I, I, 1].
       info: the parsed export_info.json.
       record: if given, the inputs of every step call are appended to it (as dicts).
+      context_runner: the signature runner of the context model, when info names one.
 
     Returns:
       ``action_ids`` [T], ``locations`` [T, 2], ``step_probabilities`` [T, C],
       ``probabilities`` [C] and ``class_id``.
     """
-    state = zero_state(info)
-    action = int(np.argmax(info["initial_logits"]))
+    state, action = first_state(info, image, context_runner)
     actions, step_probabilities = [], []
     for t in range(info["steps"]):
         inputs = dict(glimpse=read_glimpse(image, action, info["grid"]),
@@ -153,10 +178,21 @@ def open_interpreter(model, num_threads: int = 1):
     return runner
 
 
+def context_runner(step_model_path, info: dict):
+    """The signature runner of the context model beside the step model, or None."""
+    if not info.get("context_model"):
+        return None
+    from pathlib import Path
+
+    path = Path(step_model_path).parent / info["context_model"]
+    return open_interpreter(path).get_signature_runner()
+
+
 def run_episodes(model_path: str, images: np.ndarray, info: dict) -> dict[str, np.ndarray]:
     """`run_episode` for each of the uint8 images [B, I, I(, 1)], stacked like the full model's."""
     runner = open_interpreter(model_path).get_signature_runner()
-    episodes = [run_episode(runner, image, info) for image in images]
+    context = context_runner(model_path, info)
+    episodes = [run_episode(runner, image, info, context_runner=context) for image in images]
     return {
         "action_ids": np.stack([e["action_ids"] for e in episodes]),
         "locations": np.stack([e["locations"] for e in episodes]),

@@ -62,19 +62,24 @@ class EpisodeModule(tf.Module):
         }
 
     def serving_function(self) -> tf.types.experimental.ConcreteFunction:
-        """`serving_default`: any batch size, shape checked at the signature.
+        """`serving_default`: uint8 images [B, I, I, 1], any batch size, checked at entry.
 
-        A SavedModel signature checks the dtype of its input but not its shape, so
-        an `EnsureShape` at the entry turns a wrong image size, rank or channel
-        count into "Shape of tensor images [...] is not compatible with expected
-        shape [?,I,I,1]" instead of an error deep inside the glimpse sensor.
+        The signature takes a uint8 tensor of any shape and checks it itself, so a
+        wrong rank, image size or channel count fails with "images must be uint8
+        [batch, I, I, 1]" and the shape it got.  (A shaped signature fails with an
+        error that names an internal tensor, not `images`, on some machines.)  A wrong
+        dtype fails at the signature: "expected to be a uint8 tensor".
         """
-        spec = images_spec(self.img_size)
+        size = self.img_size
+        expected = f"images must be uint8 [batch, {size}, {size}, 1]"
 
-        @tf.function(input_signature=[spec])
+        @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8, name="images")])
         def serve(images):
-            images = tf.ensure_shape(images, spec.shape, name="check_images_shape")
-            return self.episode(images)
+            tf.debugging.assert_rank(images, 4, message=f"{expected}; got rank")
+            tf.debugging.assert_equal(tf.shape(images)[1:], tf.constant([size, size, 1]),
+                                      message=f"{expected}; got [batch, height, width, "
+                                              f"channels] =", summarize=4)
+            return self.episode(tf.ensure_shape(images, [None, size, size, 1]))
 
         self.serve = serve  # Keep the tf.function: `loaded.serve(...)` also checks its input.
         return serve.get_concrete_function()

@@ -30,6 +30,7 @@ from export.errors import ExportError
 
 FULL_MODEL = "glimpse_full.tflite"
 STEP_MODEL = "glimpse_step.tflite"
+CONTEXT_MODEL = "glimpse_context.tflite"  # Only for agents with a context network.
 INFO_FILE = "export_info.json"
 SAVED_MODEL = "saved_model"
 
@@ -108,7 +109,7 @@ def _write_all(config, agent, out: Path, quantize: str, verify_count: int, eval_
 
     from export import saved_model, tflite
     from export.drive_step_model import run_episodes
-    from export.step_model import StepModule, initial_logits, state_shapes
+    from export.step_model import ContextModule, StepModule, initial_logits, state_shapes
 
     started = time.perf_counter()
     scored = max(verify_count, eval_count)
@@ -122,7 +123,9 @@ def _write_all(config, agent, out: Path, quantize: str, verify_count: int, eval_
     images = images[:scored]
     labels = None if labels is None else labels[:scored]
     check_images = images[:verify_count]
-    info = _describe(config, agent, initial_logits(agent).numpy(), state_shapes(agent))
+    first_logits = initial_logits(agent)
+    info = _describe(config, agent, None if first_logits is None else first_logits.numpy(),
+                     state_shapes(agent))
 
     log(f"writing {SAVED_MODEL}/")
     episode = saved_model.save(agent, out / SAVED_MODEL)
@@ -135,6 +138,12 @@ def _write_all(config, agent, out: Path, quantize: str, verify_count: int, eval_
     full_outputs = tflite.run_full(full_model, check_images)
     full_error = saved_model.compare(keras_outputs, full_outputs, 1e-4, FULL_MODEL)
 
+    if agent.context is not None:
+        log(f"writing {CONTEXT_MODEL} (the memory's initial state from the whole canvas)")
+        starter = ContextModule(agent)
+        context_model, _ = tflite.convert(starter.start_function(), starter)
+        (out / CONTEXT_MODEL).write_bytes(context_model)
+        info["context_model"] = CONTEXT_MODEL
     log(f"writing {STEP_MODEL} (one glimpse step)")
     stepper = StepModule(agent)
     step_model, _ = tflite.convert(stepper.step_function(), stepper)
@@ -155,6 +164,9 @@ def _write_all(config, agent, out: Path, quantize: str, verify_count: int, eval_
                      STEP_MODEL: len(step_model)}
     info["ops"] = {FULL_MODEL: dict(tflite.op_counts(full_model)),
                    STEP_MODEL: dict(tflite.op_counts(step_model))}
+    if agent.context is not None:
+        info["files"][CONTEXT_MODEL] = len(context_model)
+        info["ops"][CONTEXT_MODEL] = dict(tflite.op_counts(context_model))
 
     if quantize != "none":
         info["quantization"] = _quantize(episode, stepper, out, quantize, images, labels,
@@ -175,14 +187,15 @@ def _quantize(episode, stepper, out: Path, quantize: str, images: np.ndarray,
     the inputs its float version sees at every step of their episodes.
     """
     from export import tflite
-    from export.drive_step_model import run_episode, run_episodes
+    from export.drive_step_model import context_runner, run_episode, run_episodes
 
     representative_full = representative_step = None
     if quantize == "int8":
         step_inputs: list[dict] = []
         float_step = tflite.interpreter(out / STEP_MODEL).get_signature_runner()
+        context = context_runner(out / STEP_MODEL, info)
         for image in calibration:
-            run_episode(float_step, image, info, record=step_inputs)
+            run_episode(float_step, image, info, record=step_inputs, context_runner=context)
 
         # Keyed by input name: the flatbuffer's input order is not the function's.
         def representative_full():
@@ -230,7 +243,7 @@ def _quantize(episode, stepper, out: Path, quantize: str, images: np.ndarray,
     return report
 
 
-def _describe(config, agent, initial: np.ndarray, shapes: dict) -> dict:
+def _describe(config, agent, initial: np.ndarray | None, shapes: dict) -> dict:
     """The export_info.json fields that describe the models' interfaces."""
     grid = agent.grid
     return {
@@ -242,8 +255,9 @@ def _describe(config, agent, initial: np.ndarray, shapes: dict) -> dict:
                  "stride": grid.stride, "scales": config.scales, "size": grid.size,
                  "origin": grid.origin, "num_actions": grid.num_actions,
                  "centres": grid.centres().tolist()},
-        "initial_logits": [float(v) for v in initial],
-        "initial_action": int(np.argmax(initial)),
+        # None for an agent with a context network: its first cell depends on the image.
+        "initial_logits": None if initial is None else [float(v) for v in initial],
+        "initial_action": None if initial is None else int(np.argmax(initial)),
         "images_input": {"name": "images", "dtype": "uint8", "shape": [None, grid.img_size,
                                                                       grid.img_size, 1],
                          "range": "0..255 (the model divides by 255)"},

@@ -9,9 +9,8 @@ Inspect and run it with the standard tools:
 
 (`--input_exprs` accepts only Python literals, not `np.zeros(...)`.)  The input
 must be uint8 [B, I, I, 1] with pixel values 0..255; a wrong image size, rank or
-channel count fails at the signature's entry ("Shape of tensor images [...] is
-not compatible with expected shape [?,I,I,1]"), a wrong dtype with "expected to
-be a uint8 tensor".
+channel count fails at the signature's entry with "images must be uint8 [batch,
+I, I, 1]" and the shape it got, a wrong dtype with "expected to be a uint8 tensor".
 """
 
 from __future__ import annotations

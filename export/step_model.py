@@ -24,11 +24,13 @@ probabilities after glimpses 0..t) and the new ``lstm_h``, ``lstm_c``,
 ``embeddings``, ``gru_state`` and ``visited`` (same names as the inputs, so the
 caller feeds them straight back).
 
-The classifier is causal, so its work for step t is: write e_t at position t of
-the buffer, let e_t attend to positions 0..t only (the mask comes from `step`),
-then advance the GRU by one step.  This reproduces the full model's step_logits
-[:, t] exactly, up to float rounding.  The first cell (nothing seen yet) comes from
-`initial_logits`, which the export writes to `export_info.json`.
+Nothing here re-implements the agent: the step calls `GlimpseAgent.remember`
+(encoder + memory), `StepClassifier.step` (the causal classifier's work for step
+t) and `GlimpseAgent.next_logits` (policy + visited mask), the same code the
+training episode runs.  This reproduces the full model's step_logits[:, t]
+exactly, up to float rounding.  The first cell (nothing seen yet) comes from
+`initial_logits`, which the export writes to `export_info.json`, or for an agent
+with a context network from `ContextModule` (glimpse_context.tflite).
 """
 
 from __future__ import annotations
@@ -66,10 +68,41 @@ def step_specs(agent: GlimpseAgent) -> list[tf.TensorSpec]:
     return specs
 
 
-def initial_logits(agent: GlimpseAgent) -> tf.Tensor:
-    """Policy logits [A] of the first cell (image independent)."""
+def initial_logits(agent: GlimpseAgent) -> tf.Tensor | None:
+    """Policy logits [A] of the first cell, or None when they depend on the image (context)."""
+    if agent.context is not None:
+        return None
     visited = tf.zeros([1, agent.num_actions])
     return agent.next_logits(tf.zeros([1, agent.memory_units]), 0, visited)[0]
+
+
+class ContextModule(tf.Module):
+    """The graph of `glimpse_context.tflite` (agents with a context network only).
+
+    uint8 images [1, I, I, 1] -> ``lstm_h``, ``lstm_c`` [1, M] (the memory's initial
+    state, `GlimpseAgent.initial_state`) and ``next_logits`` [1, A] (the first
+    cell's logits, `GlimpseAgent.next_logits`).
+    """
+
+    def __init__(self, agent: GlimpseAgent, name: str = "glimpse_context"):
+        super().__init__(name=name)
+        if agent.context is None:
+            raise ValueError("the agent has no context network (config.context is False)")
+        self.agent = agent
+        self.weights = tf_variables(agent)
+
+    def start(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The state and first-cell logits of uint8 images [1, I, I, 1]."""
+        lstm_h, lstm_c = self.agent.initial_state(tf.cast(images, tf.float32) / 255.0)
+        visited = tf.zeros([1, self.agent.num_actions])
+        return {"lstm_h": lstm_h, "lstm_c": lstm_c,
+                "next_logits": self.agent.next_logits(lstm_h, 0, visited)}
+
+    def start_function(self) -> tf.types.experimental.ConcreteFunction:
+        """The concrete function of `start` for one image."""
+        size = self.agent.grid.img_size
+        spec = tf.TensorSpec([1, size, size, 1], tf.uint8, name="images")
+        return tf.function(self.start).get_concrete_function(spec)
 
 
 class StepModule(tf.Module):
@@ -84,27 +117,15 @@ class StepModule(tf.Module):
              lstm_c: tf.Tensor, embeddings: tf.Tensor, gru_state: tf.Tensor,
              visited: tf.Tensor) -> dict[str, tf.Tensor]:
         """Glimpse t at `action` + state -> next-cell logits, class probabilities, new state."""
-        agent, classifier = self.agent, self.agent.classifier
-        steps = agent.steps
-
-        # Vision and memory, exactly as GlimpseAgent.observe (minus the sensor).
-        location = tf.gather(agent.centres, action)  # [1, 2]
-        embedding = agent.encoder(glimpse, location)  # [1, D]
-        _, (lstm_h, lstm_c) = agent.memory(embedding, [lstm_h, lstm_c])
-
-        # Classifier: write e_t at position t, attend causally to 0..t, one GRU step.
-        position = tf.one_hot(step, steps)[..., None]  # [1, T, 1]
-        embeddings = embeddings * (1.0 - position) + embedding[:, None, :] * position
-        seen = tf.range(steps)[None, :] <= step[:, None]  # [1, T]
-        query = embedding[:, None, :]  # [1, 1, D]
-        attended = classifier.attention(query, embeddings, attention_mask=seen[:, None, :])
-        features = classifier.norm(query + attended)[:, 0]  # [1, D]
-        gru_output, _ = classifier.gru.cell(features, [gru_state])
-        class_logits = classifier.logits(gru_output)
+        agent = self.agent
+        # Vision and memory, and the classifier's step t: the agent's own code.
+        embedding, (lstm_h, lstm_c) = agent.remember(glimpse, action, [lstm_h, lstm_c])
+        class_logits, embeddings, gru_output = agent.classifier.step(
+            embedding, step, embeddings, gru_state)
 
         # Policy for the next step, from the new memory state.
         visited = tf.maximum(visited, tf.one_hot(action, agent.num_actions))
-        next_logits = agent.mask(agent.policy_head(lstm_h), visited)
+        next_logits = agent.next_logits(lstm_h, 1, visited)
         return {
             "next_logits": next_logits,
             "probabilities": tf.nn.softmax(class_logits, axis=-1),

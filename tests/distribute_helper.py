@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 # Small layers: the tests measure agreement, not accuracy.
 SMALL = dict(embedding_units=32, memory_units=32, classifier_units=32, glimpse_units=32,

@@ -112,3 +112,32 @@ def test_get_config_rebuilds_the_same_architecture(agent):
     clone = GlimpseAgent.from_config(agent.get_config())
     clone(tf.zeros([1, 28, 28, 1]))
     assert clone.count_params() == agent.count_params()
+
+
+def test_memory_loss_trains_the_memory_and_nothing_the_policy_needs_to_explore(agent, images):
+    memory = gradients_of(agent, images, "memory")
+    assert nonzero(memory, "lstm_cell") and nonzero(memory, "memory_head")
+    assert not nonzero(memory, "policy_head") and not nonzero(memory, "initial_logits")
+    assert not nonzero(memory, "glimpse_encoder")  # The memory reads a stop-gradiented e_t.
+    assert not nonzero(memory, "step_classifier")
+    classification = gradients_of(agent, images, "classification")
+    assert not nonzero(classification, "memory_head")
+    assert not nonzero(classification, "lstm_cell")
+
+
+def test_context_makes_the_first_location_depend_on_the_image(images):
+    tf.keras.utils.set_random_seed(1)
+    config = CONFIG.replace(context=True)
+    contextual = GlimpseAgent.from_glimpse_config(config)
+    first = contextual(images, mode="greedy")["policy_logits"][:, 0].numpy()
+    assert np.abs(first[0] - first[1]).max() > 1e-4  # Different canvases, different logits.
+    with tf.GradientTape() as tape:
+        outputs = contextual(images, mode="sample", seed=SEED, training=True)
+        loss = tf.reduce_mean(agent_losses(outputs, LABELS, config)["reinforce"])
+    variables = contextual.trainable_variables
+    gradients = dict(zip([v.path for v in variables], tape.gradient(loss, variables)))
+    assert nonzero(gradients, "context_network")  # REINFORCE trains the context.
+    # Without a context network the first logits are the same for every canvas.
+    plain = GlimpseAgent.from_glimpse_config(CONFIG)
+    logits = plain(images, mode="greedy")["policy_logits"][:, 0].numpy()
+    np.testing.assert_array_equal(logits[0], logits[1])

@@ -1,20 +1,17 @@
 """The RAM benchmark runner: FLOPs counting, settings, result rows and the results table."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from benchmarks import flops, results_table  # noqa: E402
-from benchmarks.cnn_baseline import build_cnn, cnn_layers, pool_factor  # noqa: E402
-from benchmarks.ram_benchmark import parse, result_row  # noqa: E402
-from benchmarks.settings import SETTINGS, get_setting  # noqa: E402
-from tf_glimpse.config import GlimpseConfig  # noqa: E402
+from benchmarks import flops, results_table
+from benchmarks.cnn_baseline import build_cnn, cnn_layers, pool_factor
+from benchmarks.ram_benchmark import parse, result_row
+from benchmarks.settings import SETTINGS, get_setting
+from tf_glimpse.config import GlimpseConfig
 
 # 28x28 canvas, 14x14 patches on a 2 x 2 grid, 2 steps, tiny widths: small enough to count by hand.
 TINY = dict(img_size=28, clutter_count=0, patch_size=14, stride=14, scales=1, steps=2,

@@ -121,12 +121,10 @@ def test_verification_catches_a_model_without_the_trained_weights(exported, canv
 
 
 @pytest.mark.parametrize("shape, dtype, message", [
-    ([2, 30, 30, 1], tf.uint8, r"Shape of tensor images \[2,30,30,1\] is not compatible with "
-                               r"expected shape \[\?,28,28,1\]"),
-    ([28, 28, 1], tf.uint8, r"Shape of tensor images \[28,28,1\] is not compatible"),
-    ([2, 28, 28], tf.uint8, r"Shape of tensor images \[2,28,28\] is not compatible with "
-                            r"expected shape \[\?,28,28,1\]"),
-    ([2, 28, 28, 3], tf.uint8, r"Shape of tensor images \[2,28,28,3\] is not compatible"),
+    ([2, 30, 30, 1], tf.uint8, r"images must be uint8 \[batch, 28, 28, 1\].*30"),
+    ([28, 28, 1], tf.uint8, r"images must be uint8 \[batch, 28, 28, 1\]; got rank"),
+    ([2, 28, 28], tf.uint8, r"images must be uint8 \[batch, 28, 28, 1\]; got rank"),
+    ([2, 28, 28, 3], tf.uint8, r"images must be uint8 \[batch, 28, 28, 1\].*3"),
     ([2, 28, 28, 1], tf.float32, r"expected to be a uint8 tensor but is a float tensor"),
     ([2, 28, 28, 1], tf.float64, r"expected to be a uint8 tensor but is a double tensor"),
 ])
@@ -134,9 +132,11 @@ def test_signature_rejects_bad_images_with_a_clear_error(exported, shape, dtype,
     out, _ = exported
     serving = tf.saved_model.load(str(out / SAVED_MODEL)).signatures["serving_default"]
     assert serving.structured_input_signature[1]["images"] == tf.TensorSpec(
-        [None, 28, 28, 1], tf.uint8, name="images")
+        None, tf.uint8, name="images")
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         serving(images=tf.zeros(shape, dtype))
+    # Good images of any batch size still work.
+    assert serving(images=tf.zeros([3, 28, 28, 1], tf.uint8))["class_ids"].shape == [3]
 
 
 # ------------------------------------------------------------------------- TFLite
@@ -264,3 +264,23 @@ def test_failed_export_leaves_no_partial_output(run_dir, tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="on purpose"):
         export_run(run_dir, out, verify_count=4, log=lambda message: None)
     assert list(tmp_path.iterdir()) == []  # Neither OUT_DIR nor the staging directory.
+
+
+def test_context_agent_exports_a_context_model_the_step_loop_starts_from(tmp_path, data_dir):
+    """With a context network the first cell depends on the canvas: glimpse_context.tflite
+    gives the step loop its initial memory, and the loop still matches the full model
+    (export_run checks that parity itself and raises ExportError otherwise)."""
+    from export.pipeline import CONTEXT_MODEL
+
+    config = GlimpseConfig(data_dir=data_dir, img_size=28, clutter_count=0, patch_size=14,
+                           stride=7, steps=3, subset=512, val_size=128, batch_size=64,
+                           epochs=1, context=True, jit_compile=False, **SMALL)
+    Trainer(config, tmp_path / "run", verbose=0).fit()
+    info = export_run(tmp_path / "run", tmp_path / "out", verify_count=32, eval_count=32,
+                      log=lambda message: None)
+    assert info["context_model"] == CONTEXT_MODEL and info["initial_logits"] is None
+    assert not tflite.flex_ops(tmp_path / "out" / CONTEXT_MODEL)
+    images, _ = validation_canvases(config, 32)
+    full = tflite.run_full(tmp_path / "out" / FULL_MODEL, images)
+    stepped = run_episodes(tmp_path / "out" / STEP_MODEL, images, info)
+    np.testing.assert_array_equal(stepped["action_ids"], full["action_ids"])

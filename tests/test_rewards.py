@@ -79,3 +79,15 @@ def test_classification_loss_final_or_all_steps():
     mean = rewards.classification_loss(logits, np.array([0]), all_steps=True).numpy()[0]
     np.testing.assert_allclose(final, math.log(4), rtol=1e-5)
     np.testing.assert_allclose(mean, (math.log(2) + math.log(4)) / 2, rtol=1e-5)
+
+
+def test_leave_one_out_mean_is_the_mean_of_the_other_episodes_of_the_image():
+    from tf_glimpse.rewards import leave_one_out_mean
+
+    returns = tf.constant([[1.0, 2.0], [3.0, 4.0], [5.0, 0.0],   # image 0, M = 3
+                           [0.0, 0.0], [6.0, 3.0], [3.0, 9.0]])  # image 1
+    expected = [[4.0, 2.0], [3.0, 1.0], [2.0, 3.0], [4.5, 6.0], [1.5, 4.5], [3.0, 1.5]]
+    np.testing.assert_allclose(leave_one_out_mean(returns, 3).numpy(), expected)
+    # M = 1: the batch mean.
+    np.testing.assert_allclose(leave_one_out_mean(returns, 1).numpy(),
+                               np.tile(np.mean(returns.numpy(), 0), [6, 1]))

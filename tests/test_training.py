@@ -6,11 +6,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from tf_glimpse.config import GlimpseConfig
-from tf_glimpse.data.sources import Splits, load_splits
+from tf_glimpse.data.sources import Splits
 from tf_glimpse.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

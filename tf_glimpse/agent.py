@@ -5,7 +5,8 @@ One episode of T steps, for t = 0 .. T-1:
 1. Policy: a `tfp.distributions.Categorical` over the N*N grid cells.  Its logits
    come from the memory state h_{t-1}; the first location (t = 0, nothing seen
    yet) is drawn from a learned, image-independent logit vector
-   (`initial_logits`).  With `mask_visited` cells already looked at get -inf logits.
+   (`initial_logits`), or with `context` from h_{-1}, set by a coarse view of
+   the whole canvas (`ContextNetwork`).  With `mask_visited` cells already looked at get -inf logits.
 2. Sensor: the glimpse at the chosen cell (`GlimpseSensor`, k scales).
 3. Encoder: "what" + "where" -> embedding e_t.
 4. Memory: h_t = LSTM(e_t, h_{t-1}).
@@ -14,7 +15,8 @@ One episode of T steps, for t = 0 .. T-1:
 
 After the loop the `StepClassifier` turns e_0..e_T-1 into class logits after every
 step (causally).  Gradients: the classification loss trains encoder and classifier;
-REINFORCE trains policy, memory and initial logits (the memory reads a
+the memory loss (`memory_head` on h_t) trains memory, memory head and context;
+REINFORCE trains policy, memory, context and initial logits (the memory reads a
 stop-gradiented e_t); the value loss trains the baseline head only.  The policy chooses locations from memory only, and actions are
 discrete samples, so no gradient of the classification loss can reach the policy
 through the chosen location.
@@ -31,7 +33,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_glimpse.config import GlimpseConfig
-from tf_glimpse.modules import GlimpseEncoder, StepClassifier
+from tf_glimpse.modules import ContextNetwork, GlimpseEncoder, StepClassifier
 from tf_glimpse.sensor import GlimpseSensor
 
 MODES = ("sample", "greedy", "random", "given")
@@ -44,14 +46,16 @@ class GlimpseAgent(keras.Model):
     Returned keys (T steps, A = N*N actions, C classes):
     ``actions`` [B, T] int32, ``locations`` [B, T, 2] (x, y), ``log_probs`` [B, T],
     ``entropies`` [B, T], ``baselines`` [B, T], ``policy_logits`` [B, T, A],
-    ``step_logits`` [B, T, C] and ``glimpses`` [B, T, k, P, P].
+    ``step_logits`` [B, T, C] (the classifier), ``memory_logits`` [B, T, C] (the
+    memory's own head, read by its training loss only) and ``glimpses`` [B, T, k, P, P].
     """
 
     def __init__(self, img_size: int, patch_size: int, stride: int, scales: int, steps: int,
                  num_classes: int, encoder: str = "mlp", glimpse_units: int = 128,
                  location_units: int = 64, embedding_units: int = 256, memory_units: int = 256,
                  classifier_units: int = 256, attention_heads: int = 4,
-                 mask_visited: bool = False, sensor_backend: str = "matmul", **kwargs):
+                 mask_visited: bool = False, sensor_backend: str = "matmul",
+                 context: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.settings = dict(
             img_size=img_size, patch_size=patch_size, stride=stride, scales=scales, steps=steps,
@@ -59,7 +63,7 @@ class GlimpseAgent(keras.Model):
             location_units=location_units, embedding_units=embedding_units,
             memory_units=memory_units, classifier_units=classifier_units,
             attention_heads=attention_heads, mask_visited=mask_visited,
-            sensor_backend=sensor_backend)
+            sensor_backend=sensor_backend, context=context)
         self.steps = steps
         self.mask_visited = mask_visited
         self.sensor = GlimpseSensor(img_size, patch_size, stride, scales, backend=sensor_backend)
@@ -70,6 +74,9 @@ class GlimpseAgent(keras.Model):
         self.memory = keras.layers.LSTMCell(memory_units)
         self.policy_head = keras.layers.Dense(self.num_actions, name="policy_head")
         self.baseline_head = keras.layers.Dense(1, name="baseline_head")
+        # The memory's own classifier: its loss makes h_t carry what the glimpses showed.
+        self.memory_head = keras.layers.Dense(num_classes, name="memory_head")
+        self.context = ContextNetwork(img_size, patch_size, memory_units) if context else None
         self.classifier = StepClassifier(num_classes, classifier_units, attention_heads)
         self.initial_logits = self.add_weight(
             shape=(self.num_actions,), initializer="zeros", name="initial_logits")
@@ -84,19 +91,28 @@ class GlimpseAgent(keras.Model):
                     embedding_units=config.embedding_units, memory_units=config.memory_units,
                     classifier_units=config.classifier_units,
                     attention_heads=config.attention_heads, mask_visited=config.mask_visited,
-                    sensor_backend=config.sensor_backend)
+                    sensor_backend=config.sensor_backend, context=config.context)
         agent(tf.zeros([1, config.img_size, config.img_size, 1]))
         return agent
 
     # --------------------------------------------------------------- one step
-    def initial_state(self, batch: tf.Tensor) -> list[tf.Tensor]:
-        """Zero LSTM state [h, c], each [B, memory_units]."""
-        zeros = tf.zeros([batch, self.memory_units])
+    def initial_state(self, images: tf.Tensor) -> list[tf.Tensor]:
+        """The memory's state [h, c] before the first glimpse, each [B, memory_units].
+
+        Zeros, or with `context` the context network's reading of the whole canvas.
+        """
+        if self.context is not None:
+            return self.context(images)
+        zeros = tf.zeros([tf.shape(images)[0], self.memory_units])
         return [zeros, zeros]
 
     def next_logits(self, hidden: tf.Tensor, step: int, visited: tf.Tensor | None) -> tf.Tensor:
-        """Policy logits [B, A] for the location of `step`, from memory h_{step-1}."""
-        if step == 0:
+        """Policy logits [B, A] for the location of `step`, from memory h_{step-1}.
+
+        Without a context network the first location (nothing seen yet) comes from the
+        learned, image-independent `initial_logits`; with one, from h_{-1} = context.
+        """
+        if step == 0 and self.context is None:
             logits = tf.zeros_like(self.policy_head(hidden)) + self.initial_logits
         else:
             logits = self.policy_head(hidden)
@@ -112,13 +128,23 @@ class GlimpseAgent(keras.Model):
                 state: list[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
         """Glimpse at `actions`, encode, update memory -> (glimpses, embedding, new state)."""
         glimpses = self.sensor(images, actions)
+        embedding, state = self.remember(glimpses, actions, state)
+        return glimpses, embedding, state
+
+    def remember(self, glimpses: tf.Tensor, actions: tf.Tensor,
+                 state: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """Encode glimpses [B, k, P, P] taken at `actions` [B], update the memory.
+
+        Returns (embedding e_t [B, D], new state [h, c]).  The training episode and
+        the exported step model (which gets its glimpses from outside) both use it.
+        """
         locations = tf.gather(self.centres, actions)
         embedding = self.encoder(glimpses, locations)
-        # The memory serves the policy only; REINFORCE's noisy gradient stops here, so the
-        # encoder is shaped by the classification loss alone (as kevinzakka's RAM detaches
-        # the core state from its location network).
+        # REINFORCE's noisy gradient stops at the memory's input, so the encoder is shaped
+        # by the classification losses alone.  The memory itself is trained by REINFORCE
+        # (through the policy head) and by its own classification loss (`memory_head`).
         _, state = self.memory(tf.stop_gradient(embedding), state)
-        return glimpses, embedding, list(state)
+        return embedding, list(state)
 
     # ------------------------------------------------------------ the episode
     def call(self, images: tf.Tensor, mode: str = "greedy", seed: tf.Tensor | None = None,
@@ -134,10 +160,11 @@ class GlimpseAgent(keras.Model):
         # TFP's stateless samplers take int32 seeds; one independent seed per step.
         step_seeds = (tf.cast(tf.random.experimental.stateless_split(seed, self.steps), tf.int32)
                       if seed is not None else [None] * self.steps)
-        state = self.initial_state(batch)
+        state = self.initial_state(images)
         visited = tf.zeros([batch, self.num_actions]) if self.mask_visited else None
         records = {key: [] for key in ("actions", "log_probs", "entropies", "baselines",
-                                       "policy_logits", "embeddings", "glimpses")}
+                                       "policy_logits", "embeddings", "glimpses",
+                                       "memory_logits")}
         for step in range(self.steps):
             logits = self.next_logits(state[0], step, visited)
             if mode == "random":
@@ -161,6 +188,7 @@ class GlimpseAgent(keras.Model):
             records["policy_logits"].append(logits)
             records["embeddings"].append(embedding)
             records["glimpses"].append(glimpses)
+            records["memory_logits"].append(self.memory_head(state[0]))
         outputs = {key: tf.stack(values, axis=1) for key, values in records.items()}
         outputs["locations"] = tf.gather(self.centres, outputs["actions"])
         outputs["step_logits"] = self.classifier(outputs["embeddings"])

@@ -48,13 +48,18 @@ HELP = {
     "reinforce_weight": "weight of the REINFORCE (policy-gradient) loss",
     "step_loss": "average the classification loss over all steps (else final step only)",
     "epochs": "REINFORCE epochs (after the pre-training epochs)",
+    "minutes": "wall-time budget: stop at the first epoch end past N minutes of training",
+    "entropy_final": "entropy-bonus weight at the end (linear from --entropy_weight)",
+    "memory_loss_weight": "weight of the memory's own per-step classification loss",
+    "samples_per_image": "sampled episodes per training image (leave-one-out baseline if > 1)",
+    "context": "a coarse view of the whole canvas sets the memory's initial state",
     "pretrain": "first train encoder and classifier on random glimpses (supervised)",
     "pretrain_epochs": "supervised epochs on random glimpses when --pretrain True",
     "jit_compile": "compile the train step with XLA",
     "seed": "seed of data, weights and policy samples",
     "test_samples": "also report test accuracy averaged over M sampled episodes",
     "strategy": "tf.distribute strategy: default, mirrored or multi_worker",
-    "lr_decay": "cosine learning-rate decay to 5%",
+    "lr_decay": "cosine learning-rate decay to 5%% (over epochs or the --minutes budget)",
     "summary_images_every": "write glimpse trajectories to TensorBoard every n epochs (0 = never)",
 }
 
@@ -82,7 +87,7 @@ def add_config_flags(parser, given_only: bool = False) -> None:
             kind = parse_bool
         elif hint in (int, int | None):
             kind = int
-        elif hint is float:
+        elif hint in (float, float | None):
             kind = float
         else:
             kind = str
@@ -123,6 +128,20 @@ def check_trainable(config: GlimpseConfig) -> None:
                           f"{config.batch_size}; valid range: >= {config.batch_size}")
 
 
+def load_data(parser: argparse.ArgumentParser, config: GlimpseConfig):
+    """The `Splits` of `config`; exits 2 on a bad value, 1 on bad data (numpy only, no TF)."""
+    from tf_glimpse.data.idx import DataError
+    from tf_glimpse.data.sources import load_splits
+
+    try:
+        return load_splits(config.dataset, config.data_dir, config.val_size, config.seed,
+                           config.subset)
+    except ConfigError as error:
+        parser.error(str(error))
+    except DataError as error:
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
+
+
 def start_trainer(parser: argparse.ArgumentParser, config: GlimpseConfig, logdir,
                   resume: bool, verbose: int):
     """(splits, Trainer) for `logdir`; exits 2 on a bad value, 1 on bad data.
@@ -131,15 +150,8 @@ def start_trainer(parser: argparse.ArgumentParser, config: GlimpseConfig, logdir
     corrupt file fails fast and writes nothing.  The IDX reader is numpy only.
     """
     from tf_glimpse.data.idx import DataError
-    from tf_glimpse.data.sources import load_splits
 
-    try:
-        splits = load_splits(config.dataset, config.data_dir, config.val_size, config.seed,
-                             config.subset)
-    except ConfigError as error:
-        parser.error(str(error))
-    except DataError as error:
-        parser.exit(1, f"{parser.prog}: error: {error}\n")
+    splits = load_data(parser, config)
 
     from tf_glimpse.training import Trainer, TrainingError  # Heavy imports only now.
 

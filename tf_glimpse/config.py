@@ -87,14 +87,37 @@ class GlimpseConfig:
     final_reward: float = 2.0
     step_reward_clip: float = 0.1
     gamma: float = 1.0
-    entropy_weight: float = 0.01
+    # The entropy bonus falls linearly from entropy_weight to entropy_final over the
+    # training budget (by steps or, with a --minutes budget, by time, whichever is
+    # further): exploration first, a sharp policy at the end.  Measured on cluttered60
+    # (8 epochs, memory loss on): a constant 0.01 gave 15.34% test error and 140
+    # distinct greedy sequences on 10,000 test canvases; 0.05 -> 0.005 gave 14.56%
+    # and 964.  With the context network, 0.1 -> 0.005 beat 0.05 -> 0.005 at equal
+    # time (0.878 vs 0.871 validation accuracy after about 330 s).
+    entropy_weight: float = 0.1
+    entropy_final: float = 0.005
     reinforce_weight: float = 1.0
     baseline_weight: float = 1.0
     # Train the prediction after every step: the information-gain rewards need them to be meaningful.
     step_loss: bool = True
+    # Weight of the memory's own classification loss: a Dense head on h_t predicts the
+    # class after every step, so the memory (the policy's only input) learns what the
+    # glimpses showed from the first batch on, not from REINFORCE alone.
+    memory_loss_weight: float = 1.0
+    # M sampled episodes per training image; with M > 1 each episode's baseline is the
+    # mean return of the other M - 1 episodes of its image (leave-one-out).
+    samples_per_image: int = 1
+    # A coarse view of the whole canvas sets the memory's initial state, so that even
+    # the first location depends on the image (DRAM's context network).  Measured on
+    # cluttered60 (8 epochs, entropy 0.05 -> 0.005): 12.63% test error with it,
+    # 14.56% without.
+    context: bool = True
 
     # Training.
     epochs: int = 20
+    # A wall-time budget: training stops at the first epoch end past this many minutes
+    # of training (None: run all the epochs).
+    minutes: float | None = None
     batch_size: int = 128
     # 3e-3 measured better than 1e-3 on short runs (0.48 vs 0.40 validation accuracy).
     lr: float = 3e-3
@@ -169,6 +192,15 @@ class GlimpseConfig:
                 f"embedding_units={self.embedding_units}"
             )
         _check_min("epochs", self.epochs, 1)
+        _check_min("samples_per_image", self.samples_per_image, 1, upper=64)
+        if self.batch_size % self.samples_per_image:
+            raise ConfigError(
+                f"samples_per_image={self.samples_per_image} must divide "
+                f"batch_size={self.batch_size} (a batch holds batch_size episodes)")
+        if self.minutes is not None:
+            _check_positive("minutes", self.minutes)
+        _check_positive("entropy_final", self.entropy_final, allow_zero=True)
+        _check_positive("memory_loss_weight", self.memory_loss_weight, allow_zero=True)
         _check_min("batch_size", self.batch_size, 1)
         _check_min("pretrain_epochs", self.pretrain_epochs, 0)
         _check_min("test_samples", self.test_samples, 0)
@@ -212,7 +244,7 @@ class GlimpseConfig:
 
 
 # Fields that may differ between a run and its `--resume` without changing the model.
-RESUMABLE_FIELDS = frozenset({"epochs", "data_dir", "jit_compile", "strategy", "test_samples",
+RESUMABLE_FIELDS = frozenset({"epochs", "minutes", "data_dir", "jit_compile", "strategy", "test_samples",
                               "summary_images_every"})
 
 

@@ -1,7 +1,9 @@
-"""Episode metrics in TF ops: accuracy after each step and glimpse hits on the target digit."""
+"""Episode metrics: accuracy after each step and glimpse hits on the target digit (TF ops),
+and how image-dependent a policy's action sequences are (numpy)."""
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from tf_glimpse.grid import ActionGrid
@@ -26,3 +28,16 @@ def glimpse_hits(actions: tf.Tensor, boxes: tf.Tensor, grid: ActionGrid) -> tf.T
     overlap_rows = (top < boxes[..., 2]) & (top + grid.patch_size > boxes[..., 0])
     overlap_cols = (left < boxes[..., 3]) & (left + grid.patch_size > boxes[..., 1])
     return tf.cast(overlap_rows & overlap_cols, tf.float32)
+
+
+def sequence_diversity(actions: np.ndarray) -> dict:
+    """How image-dependent a policy is, from its action sequences [n, T].
+
+    ``distinct_sequences``: the number of different sequences; ``modal_sequence``:
+    the most frequent one (ties: the first seen); ``modal_share``: its share of n.
+    """
+    unique, first, counts = np.unique(actions, axis=0, return_index=True, return_counts=True)
+    best = max(range(len(unique)), key=lambda i: (counts[i], -first[i]))
+    return {"distinct_sequences": int(len(unique)),
+            "modal_sequence": [int(a) for a in unique[best]],
+            "modal_share": float(counts[best]) / len(actions)}

@@ -4,6 +4,8 @@
   -> embedding e_t.
 * `StepClassifier` - causal multi-head attention + GRU over e_0..e_t -> class
   logits after every step.
+* `ContextNetwork` - a coarse view of the whole canvas -> the memory's initial
+  state (DRAM's context network), so the first location can depend on the image.
 
 The memory (an LSTM cell), the policy head and the baseline head are plain Keras
 layers owned by `tf_glimpse.agent.GlimpseAgent`.
@@ -95,7 +97,57 @@ class StepClassifier(keras.layers.Layer):
         attended = self.attention(embeddings, embeddings, use_causal_mask=True)
         return self.logits(self.gru(self.norm(embeddings + attended)))
 
+    def step(self, embedding: tf.Tensor, step: tf.Tensor, embeddings: tf.Tensor,
+             gru_state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """The work of `call` for step t alone, with explicit state.
+
+        embedding [B, D] is e_t, step [B] int32 is t, embeddings [B, T, D] the buffer
+        of e_0..e_{t-1} (zeros elsewhere), gru_state [B, U].  Writes e_t at position
+        t, lets it attend to positions 0..t only, advances the GRU by one step.
+        Returns (class logits [B, C] after step t, new buffer, new GRU state): the
+        same logits as `call(...)[:, t]`, up to float rounding.
+        """
+        steps = embeddings.shape[1]
+        position = tf.one_hot(step, steps)[..., None]  # [B, T, 1]
+        embeddings = embeddings * (1.0 - position) + embedding[:, None, :] * position
+        seen = tf.range(steps)[None, :] <= step[:, None]  # [B, T]
+        query = embedding[:, None, :]  # [B, 1, D]
+        attended = self.attention(query, embeddings, attention_mask=seen[:, None, :])
+        features = self.norm(query + attended)[:, 0]  # [B, D]
+        gru_output, _ = self.gru.cell(features, [gru_state])
+        return self.logits(gru_output), embeddings, gru_output
+
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(num_classes=self.num_classes, units=self.units, heads=self.heads)
+        return config
+
+
+class ContextNetwork(keras.layers.Layer):
+    """Images [B, I, I, 1] -> the memory's initial state [h, c], each [B, M].
+
+    The canvas is average-pooled by f = max(1, I // P) to about P x P pixels (a
+    coarse view, like the sensor's coarsest scale), then two dense layers give
+    h = tanh(.) and c.  Its pixels and FLOPs count in the benchmarks' figures.
+    """
+
+    def __init__(self, img_size: int, patch_size: int, memory_units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.img_size = img_size
+        self.patch_size = patch_size
+        self.memory_units = memory_units
+        self.factor = max(1, img_size // patch_size)
+        self.hidden = keras.layers.Dense(memory_units, activation="relu")
+        self.state = keras.layers.Dense(2 * memory_units)
+
+    def call(self, images: tf.Tensor) -> list[tf.Tensor]:
+        coarse = tf.nn.avg_pool2d(images, self.factor, self.factor, "VALID")
+        coarse = tf.reshape(coarse, [tf.shape(images)[0], -1])
+        hidden, cell = tf.split(self.state(self.hidden(coarse)), 2, axis=-1)
+        return [tf.tanh(hidden), cell]
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(img_size=self.img_size, patch_size=self.patch_size,
+                      memory_units=self.memory_units)
         return config

@@ -2,10 +2,14 @@
 
     python -m tf_glimpse.report RUN_DIR [--gifs 5] [--limit N] [--data_dir DIR]
 
-Four policies choose the glimpses, and the run's trained classifier (the "best"
+Five policies choose the glimpses, and the run's trained classifier (the "best"
 checkpoint) judges every one of them:
 
 * ``learned_greedy``  - the learned policy, argmax of its logits (deterministic);
+* ``learned_modal``   - the learned greedy policy's most frequent action sequence,
+                        taken on every canvas: the best fixed scan the classifier
+                        was trained with.  learned_greedy minus learned_modal is
+                        what image dependence buys;
 * ``learned_sampled`` - the learned policy, sampled with a fixed seed;
 * ``random``          - uniformly random cells (a fixed seed);
 * ``fixed``           - the image centre first, then a square spiral around it
@@ -17,9 +21,10 @@ on random glimpses (``random_pretrained_judge``, the ``pretrained/`` checkpoint
 written by ``train.py --pretrain True``).  Both judges see exactly the same random
 glimpses: the random policy's samples depend only on the seed.
 
-Per policy: accuracy after the last step, accuracy after each step, and the
+Per policy: accuracy after the last step, accuracy after each step, the
 glimpse hit rate (fraction of glimpses whose P x P patch overlaps the target
-digit's bounding box, `metrics.glimpse_hits`).  Written to ``RUN_DIR/report/``:
+digit's bounding box, `metrics.glimpse_hits`), overall and per step, and
+``distinct_sequences``, the number of different action sequences it took.  Written to ``RUN_DIR/report/``:
 ``report.md``, ``report.json``, ``accuracy_per_step.png``, ``heatmap_grid.png``
 (absolute positions) and ``heatmap_centred.png`` (glimpse centre minus digit
 centre); and ``RUN_DIR/gifs/attention1.gif`` ... of the greedy policy.
@@ -45,13 +50,14 @@ import numpy as np
 
 from tf_glimpse.grid import ActionGrid
 
-POLICIES = ("learned_greedy", "learned_sampled", "random", "fixed")
+POLICIES = ("learned_greedy", "learned_modal", "learned_sampled", "random", "fixed")
 JUDGED_BY_PRETRAINED = "random_pretrained_judge"
 MODES = {"learned_greedy": "greedy", "learned_sampled": "sample", "random": "random"}
 # Seed streams: "random" and its pretrained judge share one, so both see the same glimpses.
 SEED_STREAMS = {"learned_sampled": 1, "random": 2}
 DESCRIPTIONS = {
     "learned_greedy": "learned policy, argmax (deterministic)",
+    "learned_modal": "the learned greedy policy's most frequent sequence, on every canvas",
     "learned_sampled": "learned policy, sampled (fixed seed)",
     "random": "uniformly random cells, judged by the trained classifier",
     "fixed": "centre first, then a square spiral around it",
@@ -186,10 +192,17 @@ def run_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, grid: Act
 
 
 def summarize(episodes: Episodes) -> dict:
-    """Accuracy (final and per step), error and hit rate (overall and per step) of episodes."""
+    """Accuracy (final and per step), error, hit rate (overall and per step) and the
+    number of distinct action sequences of episodes."""
+    from tf_glimpse.metrics import sequence_diversity
+
     accuracy_per_step = episodes.correct.mean(axis=0)
     hit_rate_per_step = episodes.hits.mean(axis=0)
+    diversity = sequence_diversity(episodes.actions)
     return {
+        "distinct_sequences": diversity["distinct_sequences"],
+        "modal_sequence": diversity["modal_sequence"],
+        "modal_share": diversity["modal_share"],
         "accuracy": float(accuracy_per_step[-1]),
         "error": float(1.0 - accuracy_per_step[-1]),
         "hit_rate": float(episodes.hits.mean()),
@@ -314,15 +327,17 @@ def plot_position_heatmaps(episodes: dict[str, Episodes], grid: ActionGrid,
 def markdown_report(report: dict, plots: dict[str, Path], gifs: list[Path], run_dir: Path) -> str:
     """The text of report.md: a results table, notes, plots and the first GIF."""
     config = report["config"]
-    rows = ["| policy | judge | accuracy | error | hit rate |", "|---|---|---:|---:|---:|"]
+    rows = ["| policy | judge | accuracy | error | hit rate | distinct sequences |",
+            "|---|---|---:|---:|---:|---:|"]
     for name in (*POLICIES, JUDGED_BY_PRETRAINED):
         result = report.get(name)
         if result is None:
             continue
         rows.append(f"| `{name}` | {result['judge']} | {result['accuracy']:.4f} | "
-                    f"{100 * result['error']:.2f}% | {result['hit_rate']:.3f} |")
+                    f"{100 * result['error']:.2f}% | {result['hit_rate']:.3f} | "
+                    f"{result['distinct_sequences']} |")
     if JUDGED_BY_PRETRAINED in report["unavailable"]:
-        rows.append(f"| `{JUDGED_BY_PRETRAINED}` | pretrained | n/a | n/a | n/a |")
+        rows.append(f"| `{JUDGED_BY_PRETRAINED}` | pretrained | n/a | n/a | n/a | n/a |")
     lines = [
         "# Policy report: does the agent learn where to look?", "",
         f"Run `{run_dir}`: {config['img_size']}x{config['img_size']} canvases, "
@@ -331,7 +346,7 @@ def markdown_report(report: dict, plots: dict[str, Path], gifs: list[Path], run_
         f"{config['steps']} steps.  {report['test_images']} test canvases "
         f"({'the first ones of ' if report['limited'] else ''}the fixed test set); "
         f"classifier: `{report['checkpoint']}`.", "",
-        *rows, "",
+        *rows, "", verdict(report), "",
         "* judge `trained`: the run's classifier (trained with the learned policy); "
         "`pretrained`: the classifier after supervised pre-training on random glimpses.",
         "* hit rate: fraction of glimpses whose patch overlaps the target digit's box.",
@@ -354,6 +369,22 @@ def markdown_report(report: dict, plots: dict[str, Path], gifs: list[Path], run_
     return "\n".join(lines)
 
 
+def verdict(report: dict) -> str:
+    """One sentence: does the learned greedy policy beat its own modal scan, the fixed
+    and the random policy, and by how many points of accuracy?"""
+    greedy = report["learned_greedy"]
+    rivals = [("its own modal scan", "learned_modal"), ("the fixed scan", "fixed"),
+              ("the random policy", JUDGED_BY_PRETRAINED if JUDGED_BY_PRETRAINED in report
+               else "random")]
+    parts = []
+    for label, name in rivals:
+        gap = 100 * (greedy["accuracy"] - report[name]["accuracy"])
+        word = "beats" if gap > 0 else "does not beat"
+        parts.append(f"{word} {label} (`{name}`) by {gap:+.2f} points")
+    return (f"The learned greedy policy ({greedy['distinct_sequences']} distinct sequences on "
+            f"{greedy['count']} canvases) " + ", ".join(parts[:-1]) + " and " + parts[-1] + ".")
+
+
 def _train_test_accuracy(run_dir: Path, checkpoint: str, limit: int | None) -> float | None:
     """metrics.json's test accuracy (greedy, best checkpoint): equals ``learned_greedy``
     on the whole test set, a consistency check.  None when not comparable."""
@@ -369,6 +400,7 @@ def build_report(run_dir: Path, data_dir: str | None = None, limit: int | None =
     """Evaluate every policy on the test set and write report.md/json, plots and GIFs."""
     from tf_glimpse.data.canvas import split_dataset
     from tf_glimpse.data.sources import load_splits
+    from tf_glimpse.metrics import sequence_diversity
     from tf_glimpse.progress import progress_bar
     from tf_glimpse.runs import RunError, latest_checkpoint, load_agent
     from tf_glimpse.visualize import save_attention_gifs
@@ -387,8 +419,10 @@ def build_report(run_dir: Path, data_dir: str | None = None, limit: int | None =
         bar = progress_bar(batches, verbose, unit_name="batch")
         return run_policy(judge, dataset, policy, grid, seed, limit, keep, bar)
 
-    episodes = {name: play(agent, name, gifs if name == "learned_greedy" else 0)
-                for name in POLICIES}
+    episodes = {"learned_greedy": play(agent, "learned_greedy", gifs)}
+    modal = sequence_diversity(episodes["learned_greedy"].actions)["modal_sequence"]
+    episodes["learned_modal"] = play(agent, constant_policy(np.array(modal)), name="learned_modal")
+    episodes.update({name: play(agent, name) for name in POLICIES if name not in episodes})
     results = {name: {**summarize(e), "judge": "trained", "description": DESCRIPTIONS[name]}
                for name, e in episodes.items()}
     unavailable = {}

@@ -8,7 +8,9 @@ Rewards (per example, T steps):
 * final reward +R if the final prediction is right, else -R, added to the last step.
 
 Returns G_t = sum_{t' >= t} gamma^(t'-t) r_t'.  The advantage is
-G_t - mean_batch(G_t) - b_t, with b_t the agent's learned value head.
+G_t - mean(G_t) - b_t, with b_t the agent's learned value head and mean(G_t) the
+batch mean or, with M > 1 sampled episodes per image, the mean of the other M - 1
+episodes of the same image (leave-one-out).
 
 Every loss here is per example ([B]); the training step averages them over the
 global batch, so the same code is right under any `tf.distribute.Strategy`.
@@ -84,36 +86,59 @@ def classification_loss(step_logits: tf.Tensor, labels: tf.Tensor, all_steps: bo
     return tf.reduce_mean(ce, axis=1) if all_steps else ce[:, -1]
 
 
+def leave_one_out_mean(returns: tf.Tensor, samples_per_image: int) -> tf.Tensor:
+    """The reference return of each episode: [B, T] -> [B, T], no gradient.
+
+    With M = samples_per_image > 1 the batch holds M consecutive episodes of each
+    image, and an episode's reference is the mean return of the other M - 1 of its
+    image.  With M = 1 it is the batch mean.
+    """
+    returns = tf.stop_gradient(returns)
+    if samples_per_image == 1:
+        return tf.zeros_like(returns) + tf.reduce_mean(returns, axis=0, keepdims=True)
+    steps = returns.shape[1]
+    grouped = tf.reshape(returns, [-1, samples_per_image, steps])
+    others = (tf.reduce_sum(grouped, axis=1, keepdims=True) - grouped) / (samples_per_image - 1)
+    return tf.reshape(others, tf.shape(returns))
+
+
 def agent_losses(outputs: dict[str, tf.Tensor], labels: tf.Tensor, config,
-                 supervised_only: bool = False) -> dict[str, tf.Tensor]:
+                 supervised_only: bool = False,
+                 entropy_weight: tf.Tensor | float | None = None) -> dict[str, tf.Tensor]:
     """All loss terms of one episode, per example ([B] each), and their weighted `total`.
 
-    total = classification + reinforce_weight * reinforce + baseline_weight * baseline
+    total = classification + memory_loss_weight * memory
+            + reinforce_weight * reinforce + baseline_weight * baseline
             - entropy_weight * entropy.
-    With `supervised_only` (pre-training on random glimpses) total is the
-    classification loss alone; the other terms are still reported.
+    `entropy_weight` (default `config.entropy_weight`) may be a scalar tensor that
+    follows a schedule.  With `supervised_only` (pre-training on random glimpses)
+    total is classification + memory; the other terms are still reported.
     """
+    if entropy_weight is None:
+        entropy_weight = config.entropy_weight
     step_logits = outputs["step_logits"]
     rewards = episode_rewards(step_logits, labels, config.final_reward, config.step_reward_clip)
     returns = discounted_returns(rewards, config.gamma)
-    # The baseline is the batch-mean return plus the learned value head b_t, which
-    # thus predicts the deviation of this state from the mean.  The mean is right from
-    # the first step; a value head alone needs hundreds of Adam steps to reach a mean
-    # return near -2, and until then every advantage is negative (measured: the
-    # policy then drifts to the background).
-    centred = returns - tf.reduce_mean(returns, axis=0, keepdims=True)
+    # The baseline is a reference return (batch mean, or leave-one-out) plus the learned
+    # value head b_t, which thus predicts the deviation of this state from it.  The mean
+    # is right from the first step; a value head alone needs hundreds of Adam steps to
+    # reach a mean return near -2, and until then every advantage is negative (measured:
+    # the policy then drifts to the background).
+    centred = returns - leave_one_out_mean(returns, config.samples_per_image)
     terms = {
         "classification": classification_loss(step_logits, labels, config.step_loss),
+        "memory": classification_loss(outputs["memory_logits"], labels, all_steps=True),
         "reinforce": reinforce_loss(outputs["log_probs"], centred, outputs["baselines"]),
         "baseline": baseline_loss(outputs["baselines"], centred),
         "entropy": tf.reduce_mean(outputs["entropies"], axis=1),
     }
+    supervised = terms["classification"] + config.memory_loss_weight * terms["memory"]
     if supervised_only:
-        terms["total"] = terms["classification"]
+        terms["total"] = supervised
     else:
-        terms["total"] = (terms["classification"] + config.reinforce_weight * terms["reinforce"]
+        terms["total"] = (supervised + config.reinforce_weight * terms["reinforce"]
                           + config.baseline_weight * terms["baseline"]
-                          - config.entropy_weight * terms["entropy"])
+                          - entropy_weight * terms["entropy"])
     terms["reward"] = tf.reduce_sum(rewards, axis=1)
     terms["step_rewards"] = rewards
     return terms

@@ -36,12 +36,13 @@ from tf_glimpse.agent import GlimpseAgent
 from tf_glimpse.config import RESUMABLE_FIELDS, ConfigError, GlimpseConfig
 from tf_glimpse.data.canvas import split_dataset
 from tf_glimpse.data.sources import Splits, load_splits
-from tf_glimpse.metrics import glimpse_hits, step_correct
+from tf_glimpse.metrics import glimpse_hits, sequence_diversity, step_correct
 from tf_glimpse.progress import progress_bar
 from tf_glimpse.rewards import agent_losses
+from tf_glimpse.schedules import BudgetCosineDecay, BudgetProgress, entropy_weight
 from tf_glimpse.visualize import heatmap_image, position_counts, trajectory_images
 
-LOSS_TERMS = ("total", "classification", "reinforce", "baseline", "entropy", "reward")
+LOSS_TERMS = ("total", "classification", "memory", "reinforce", "baseline", "entropy", "reward")
 
 
 class TrainingError(RuntimeError):
@@ -108,12 +109,18 @@ class Trainer:
         self.splits = splits or load_splits(config.dataset, config.data_dir, config.val_size,
                                             config.seed, config.subset)
         self.train_size = len(self.splits.train_labels)
-        if self.train_size < config.batch_size:
-            raise ConfigError(f"batch_size={config.batch_size} is larger than the "
-                              f"{self.train_size} training images; valid range: "
-                              f"1..{self.train_size}")
-        self.steps_per_epoch = self.train_size // config.batch_size
+        # A batch holds batch_size episodes: samples_per_image episodes of each of
+        # images_per_batch images.
+        self.images_per_batch = config.batch_size // config.samples_per_image
+        if self.train_size < self.images_per_batch:
+            raise ConfigError(f"batch_size={config.batch_size} needs {self.images_per_batch} "
+                              f"training images per batch, more than the {self.train_size} "
+                              f"there are; valid range: 1..{self.train_size}")
+        self.steps_per_epoch = self.train_size // self.images_per_batch
         self.total_epochs = config.epochs + (config.pretrain_epochs if config.pretrain else 0)
+        self.budget_seconds = 60.0 * config.minutes if config.minutes is not None else None
+        self.progress = BudgetProgress(self.total_epochs * self.steps_per_epoch,
+                                       self.budget_seconds)
         self.strategy = make_strategy(config.strategy)
         # Where this worker saves checkpoints.  Under MultiWorkerMirroredStrategy every
         # worker must take part in a save; the non-chief ones save into a directory of
@@ -180,8 +187,12 @@ class Trainer:
     def _learning_rate(self):
         if not self.config.lr_decay:
             return self.config.lr
-        return keras.optimizers.schedules.CosineDecay(
-            self.config.lr, decay_steps=self.total_epochs * self.steps_per_epoch, alpha=0.05)
+        return BudgetCosineDecay(self.config.lr, self.progress, alpha=0.05)
+
+    def entropy_weight(self) -> tf.Tensor:
+        """The entropy bonus's weight now (it follows the budget's progress)."""
+        return entropy_weight(self.config.entropy_weight, self.config.entropy_final,
+                              self.progress(self.optimizer.iterations))
 
     # ------------------------------------------------------------ the steps
     def _replica_gradients(self, batch: dict, seed: tf.Tensor,
@@ -195,18 +206,23 @@ class Trainer:
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         seed = tf.random.experimental.stateless_fold_in(seed, replica)
         variables = self.model.trainable_variables
+        # M consecutive episodes of every image (for the leave-one-out baseline).
+        images = tf.repeat(batch["image"], self.config.samples_per_image, axis=0)
+        labels = tf.repeat(batch["label"], self.config.samples_per_image, axis=0)
         with tf.GradientTape() as tape:
-            outputs = self.model(batch["image"], mode=self._episode_mode(supervised_only),
+            outputs = self.model(images, mode=self._episode_mode(supervised_only),
                                  seed=seed, training=True)
-            terms = agent_losses(outputs, batch["label"], self.config, supervised_only)
+            terms = agent_losses(outputs, labels, self.config, supervised_only,
+                                 self.entropy_weight())
             loss = tf.nn.compute_average_loss(terms["total"],
                                               global_batch_size=self.config.batch_size)
         gradients = tape.gradient(loss, variables)
         gradients = [tf.zeros_like(v) if g is None else g for g, v in zip(gradients, variables)]
         sums = {name: tf.reduce_sum(terms[name]) for name in LOSS_TERMS}
-        sums["correct"] = tf.reduce_sum(step_correct(outputs["step_logits"], batch["label"])[:, -1])
+        sums["correct"] = tf.reduce_sum(step_correct(outputs["step_logits"], labels)[:, -1])
         sums["step_rewards"] = tf.reduce_sum(terms["step_rewards"], axis=0)
-        sums["count"] = tf.cast(tf.shape(batch["label"])[0], tf.float32)
+        sums["step_entropies"] = tf.reduce_sum(outputs["entropies"], axis=0)
+        sums["count"] = tf.cast(tf.shape(labels)[0], tf.float32)
         return gradients, sums
 
     def _episode_mode(self, supervised_only: bool) -> str:
@@ -275,19 +291,27 @@ class Trainer:
         correct = step_correct(outputs["step_logits"], batch["label"])
         hits = glimpse_hits(outputs["actions"], batch["box"], self.model.grid)
         return {"correct_per_step": tf.reduce_sum(correct, axis=0),
-                "hits": tf.reduce_sum(hits),
+                "hits_per_step": tf.reduce_sum(hits, axis=0),
+                "entropy_per_step": tf.reduce_sum(outputs["entropies"], axis=0),
                 "probabilities": tf.nn.softmax(outputs["step_logits"][:, -1]),
+                "actions": outputs["actions"],
                 "count": tf.cast(tf.shape(batch["label"])[0], tf.float32)}
 
     # ------------------------------------------------------------- evaluation
     def evaluate(self, split: str, mode: str = "greedy", samples: int = 1) -> dict:
-        """Accuracy (final and after each step) and glimpse hit rate on `split`.
+        """Accuracy (final and after each step), glimpse hit rates and policy diversity on `split`.
 
-        With mode="sample" and samples=M the class probabilities of M sampled
-        episodes are averaged before the argmax (Monte Carlo evaluation).
+        Keys: ``accuracy``, ``accuracy_per_step`` [T], ``hit_rate``,
+        ``hit_rate_per_step`` [T], ``entropy_per_step`` [T] (the policy's entropy in
+        nats), ``distinct_sequences`` (how many different action sequences the first
+        sample of every image took), ``modal_sequence`` (the most frequent one),
+        ``modal_share`` (its share of the images) and ``count``.  With mode="sample"
+        and samples=M the class probabilities of M sampled episodes are averaged
+        before the argmax (Monte Carlo evaluation).
         """
         dataset = split_dataset(self.splits, self.config, split)
-        correct_per_step, hits, correct, count = 0.0, 0.0, 0.0, 0.0
+        correct_per_step = hits_per_step = entropy_per_step = 0.0
+        correct, count, sequences = 0.0, 0.0, []
         seed = tf.constant([self.config.seed, 7919], tf.int64)
         for index, batch in enumerate(dataset):
             probabilities = 0.0
@@ -296,17 +320,30 @@ class Trainer:
                 result = self._eval_step(batch, mode, sample_seed)
                 probabilities += result["probabilities"].numpy()
                 correct_per_step += result["correct_per_step"].numpy()
-                hits += float(result["hits"])
+                hits_per_step += result["hits_per_step"].numpy()
+                entropy_per_step += result["entropy_per_step"].numpy()
+                if sample == 0:
+                    sequences.append(result["actions"].numpy())
             correct += float(np.sum(np.argmax(probabilities, -1) == batch["label"].numpy()))
             count += float(result["count"])
-        per_step = (correct_per_step / (count * samples)).tolist()
-        return {"accuracy": correct / count, "accuracy_per_step": per_step,
-                "hit_rate": hits / (count * samples * self.config.steps), "count": int(count)}
+        episodes = count * samples
+        diversity = sequence_diversity(np.concatenate(sequences))
+        return {"accuracy": correct / count,
+                "accuracy_per_step": (correct_per_step / episodes).tolist(),
+                "hit_rate": float(np.sum(hits_per_step)) / (episodes * self.config.steps),
+                "hit_rate_per_step": (hits_per_step / episodes).tolist(),
+                "entropy_per_step": (entropy_per_step / episodes).tolist(),
+                **diversity, "count": int(count)}
 
     # --------------------------------------------------------------- training
-    def train_epoch(self, epoch: int, supervised_only: bool) -> dict:
-        """One pass over the training canvases of `epoch`; returns mean loss terms and accuracy."""
-        dataset = split_dataset(self.splits, self.config, "train", epoch=epoch)
+    def train_epoch(self, epoch: int, supervised_only: bool, seconds_before: float = 0.0) -> dict:
+        """One pass over the training canvases of `epoch`; returns mean loss terms and accuracy.
+
+        `seconds_before` (training seconds of the earlier epochs) moves the
+        budget's progress during the epoch when there is a time budget.
+        """
+        dataset = split_dataset(self.splits, self.config, "train", epoch=epoch,
+                                batch_size=self.images_per_batch)
         # Global batches (all full), split into equal per-replica shares; every worker
         # builds the same batches and keeps its own share (DATA sharding).
         options = tf.data.Options()
@@ -320,12 +357,13 @@ class Trainer:
                                        unit_name="batch")
         if self.verbose:
             print(f"Epoch {epoch + 1}/{self.total_epochs} ({phase})")
-        totals = None
+        totals, started = None, time.perf_counter()
         for index, batch in enumerate(dataset):
             seed = self.rng.make_seeds(1)[:, 0]
             sums = step(batch, seed)
             totals = sums if totals is None else {k: totals[k] + sums[k] for k in sums}
             if index % 10 == 0 or index == self.steps_per_epoch - 1:
+                self.progress.record_time(seconds_before + time.perf_counter() - started)
                 count = float(totals["count"])
                 loss = float(totals["total"]) / count
                 if not math.isfinite(loss):
@@ -338,6 +376,7 @@ class Trainer:
         means = {name: float(totals[name]) / count for name in LOSS_TERMS}
         means["accuracy"] = float(totals["correct"]) / count
         means["reward_per_step"] = (totals["step_rewards"].numpy() / count).tolist()
+        means["entropy_per_step"] = (totals["step_entropies"].numpy() / count).tolist()
         if not math.isfinite(means["total"]):
             raise TrainingError(f"non-finite loss at epoch {epoch + 1}; "
                                 f"{self._kept_checkpoint()}")
@@ -376,7 +415,7 @@ class Trainer:
         for epoch in range(start, self.total_epochs):
             supervised_only = epoch < pretrain
             started = time.perf_counter()
-            train = self.train_epoch(epoch, supervised_only)
+            train = self.train_epoch(epoch, supervised_only, train_seconds)
             self._check_finite_state(epoch)  # Before anything of this epoch is saved.
             elapsed = time.perf_counter() - started
             train_seconds += elapsed
@@ -387,7 +426,7 @@ class Trainer:
                 self.best_val.assign(val["accuracy"])
             if self.is_chief:
                 self._write_summaries(epoch + 1, train, val, supervised_only,
-                                      self.steps_per_epoch * self.config.batch_size / elapsed)
+                                      self.steps_per_epoch * self.images_per_batch / elapsed)
                 every = self.config.summary_images_every
                 if every and ((epoch + 1) % every == 0 or epoch + 1 == self.total_epochs):
                     self._write_image_summaries(epoch + 1)
@@ -410,7 +449,13 @@ class Trainer:
             if self.verbose:
                 print(f"  val accuracy ({'random' if supervised_only else 'greedy'} policy): "
                       f"{val['accuracy']:.4f}  hit rate {val['hit_rate']:.3f}  "
+                      f"distinct sequences {val['distinct_sequences']}/{val['count']}  "
                       f"({elapsed:.1f} s)")
+            if self.budget_seconds is not None and train_seconds >= self.budget_seconds:
+                if self.verbose:
+                    print(f"time budget of {self.config.minutes:g} min spent after "
+                          f"{epoch + 1} epochs ({train_seconds:.0f} s of training)")
+                break
         return self.finish(history)
 
     def finish(self, history: dict) -> dict:
@@ -424,9 +469,12 @@ class Trainer:
             "val_accuracy": val["accuracy"], "test_accuracy": test["accuracy"],
             "test_error": 1.0 - test["accuracy"], "val_error": 1.0 - val["accuracy"],
             "test_accuracy_per_step": test["accuracy_per_step"], "test_hit_rate": test["hit_rate"],
+            "test_hit_rate_per_step": test["hit_rate_per_step"],
+            "test_distinct_sequences": test["distinct_sequences"],
+            "test_modal_share": test["modal_share"],
             "epochs": epochs, "train_seconds": history.get("train_seconds", 0.0),
             "images_per_s": (epochs * self.steps_per_epoch
-                             * self.config.batch_size / max(history.get("train_seconds", 0.0), 1e-9)),
+                             * self.images_per_batch / max(history.get("train_seconds", 0.0), 1e-9)),
             "best_checkpoint": self.best_manager.latest_checkpoint,
             "val_history": history.get("val_history", []),
         }
@@ -456,11 +504,17 @@ class Trainer:
             tf.summary.scalar("train/policy_entropy", train["entropy"])
             tf.summary.scalar("train/images_per_s", images_per_s)
             tf.summary.scalar("train/learning_rate", float(self.optimizer.learning_rate))
+            tf.summary.scalar("train/entropy_weight", float(self.entropy_weight()))
             for t, reward in enumerate(train["reward_per_step"]):
                 tf.summary.scalar(f"reward_per_step/step_{t}", reward)
+            for t, entropy in enumerate(train["entropy_per_step"]):
+                tf.summary.scalar(f"policy_entropy_per_step/step_{t}", entropy)
             policy = "random" if supervised_only else "greedy"
             tf.summary.scalar(f"val/accuracy_{policy}", val["accuracy"])
             tf.summary.scalar(f"val/hit_rate_{policy}", val["hit_rate"])
+            tf.summary.scalar(f"val/distinct_sequences_{policy}", val["distinct_sequences"])
+            for t, rate in enumerate(val["hit_rate_per_step"]):
+                tf.summary.scalar(f"val_hit_rate_per_step/step_{t}", rate)
             for t, accuracy in enumerate(val["accuracy_per_step"]):
                 tf.summary.scalar(f"val_accuracy_per_step/step_{t}", accuracy)
         self.writer.flush()

@@ -227,23 +227,24 @@ def canvas_dataset(images: np.ndarray, labels: np.ndarray, *, img_size: int, clu
 
 
 def split_dataset(splits: Splits, config: GlimpseConfig, split: str,
-                  epoch: int | None = None) -> tf.data.Dataset:
+                  epoch: int | None = None, batch_size: int | None = None) -> tf.data.Dataset:
     """The canvases of one split ("train", "val" or "test") for a configuration.
 
     "train" needs `epoch`: shuffled, new canvases every epoch, and the last
     incomplete batch dropped (static batch shapes) unless the split is smaller
     than one batch.  "val" and "test" are fixed: same order, same canvases,
-    every image once.
+    every image once.  `batch_size` defaults to `config.batch_size`.
     """
+    batch_size = batch_size or config.batch_size
     if split not in ("train", "val", "test"):
         raise ValueError(f"split={split!r} is not supported; valid values: train, val, test")
     images, labels = getattr(splits, f"{split}_images"), getattr(splits, f"{split}_labels")
     common = dict(img_size=config.img_size, clutter_count=config.clutter_count,
-                  clutter_size=config.clutter_size, batch_size=config.batch_size)
+                  clutter_size=config.clutter_size, batch_size=batch_size)
     if split == "train":
         if epoch is None:
             raise ValueError("split_dataset(..., 'train') needs the epoch number")
         return canvas_dataset(images, labels, **common, seed=config.seed, epoch=epoch,
-                              shuffle=True, drop_remainder=len(images) >= config.batch_size)
+                              shuffle=True, drop_remainder=len(images) >= batch_size)
     return canvas_dataset(images, labels, **common, seed=config.seed + EVAL_SEED_OFFSETS[split],
                           epoch=None, shuffle=False)
