@@ -266,8 +266,6 @@ def main(argv: list[str] | None = None) -> int:
     logdir = Path(args.logdir) if args.logdir else DEFAULT_RUNS / args.setting
     setting = get_setting(args.setting)
     budget = budget_of(config)
-    cnn = None if args.cnn_only else stored_cnn(args.cnn_results, setting.name, budget,
-                                                hardware())
     print(f"setting {setting.name}: {setting.description}; grid {config.grid.size} x "
           f"{config.grid.size}; budget {budget}"
           + (f" ({config.pretrain_epochs} pre-training epochs first)" if config.pretrain else "")
@@ -299,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     agent["tensorflow"] = tf.__version__
     process_wall_s = time.perf_counter() - started
 
+    # Looked up after training: a --cnn_only run of the same budget may have run alongside.
+    cnn = stored_cnn(args.cnn_results, setting.name, budget, hardware())
     if cnn is not None:
         print(f"CNN baseline: the stored figure for {budget} from {cnn['date']} "
               f"({args.cnn_results})", flush=True)
