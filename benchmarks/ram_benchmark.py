@@ -179,6 +179,11 @@ def result_row(setting: str, config: GlimpseConfig, agent: dict, cnn: dict | Non
         "process_wall_s": round(process_wall_s, 2),
         "images_per_s": round(agent["images_per_s"], 1),
         "test_hit_rate": round(agent["test_hit_rate"], 4),
+        # Image dependence of the greedy policy on the fixed test canvases.
+        "hit_rate_per_step": [round(rate, 4) for rate in agent["test_hit_rate_per_step"]],
+        "distinct_sequences": agent["test_distinct_sequences"],
+        "modal_share": round(agent["test_modal_share"], 4),
+        "budget": budget_of(config),
         "commit": commit,
         "dirty": dirty,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -39,7 +39,7 @@ PEER_LABEL = "kevinzakka RAM (PyTorch), mnist28, same 2 cores"
 
 COLUMNS = ("setting", "ours test error %", "CNN test error %", "RAM paper %", "best public %",
            "target %", "met?", "epochs", "wall s", "images/s", "FLOPs ours / CNN",
-           "pixels ours / CNN", "commit", "command")
+           "pixels ours / CNN", "distinct greedy sequences", "commit", "command")
 
 
 def _number(value: Any) -> bool:
@@ -133,6 +133,14 @@ def _count(value: int | None) -> str:
     return f"{value / 1e6:.2f}M" if value >= 1e5 else f"{value / 1e3:.1f}k"
 
 
+def _distinct(row: dict) -> str:
+    """Distinct greedy action sequences on the test canvases ("—" for rows before they were
+    recorded), with the budget of a --minutes run."""
+    if row.get("distinct_sequences") is None:
+        return "—"
+    return f"{row['distinct_sequences']:,}"
+
+
 def table_row(row: dict) -> list[str]:
     """The cells of one result row."""
     setting = SETTINGS[row["setting"]]
@@ -150,13 +158,14 @@ def table_row(row: dict) -> list[str]:
             str(row["epochs"]), f"{row['wall_s']:.0f}", f"{row['images_per_s']:.0f}",
             f"{_count(row['flops_per_image'])} / {_count(row['cnn_flops_per_image'])}",
             f"{row['pixels_per_image']:,} / {row['cnn_pixels_per_image']:,}",
+            _distinct(row),
             f"`{row['commit']}`" + (" (dirty)" if row.get("dirty") else ""), f"`{command}`"]
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The markdown table of `rows` (header, separator, one line per row)."""
     lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---" if i in (0, 6, 12, 13) else "---:"
+             "|" + "|".join("---" if i in (0, 6, 13, 14) else "---:"
                             for i in range(len(COLUMNS))) + "|"]
     lines += ["| " + " | ".join(table_row(row)) + " |" for row in rows]
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from tf_glimpse.rewards import agent_losses
 
 CONFIG = GlimpseConfig(img_size=28, clutter_count=0, patch_size=8, stride=4, steps=4,
                        embedding_units=32, memory_units=32, classifier_units=32,
-                       glimpse_units=32, location_units=16, attention_heads=2)
+                       glimpse_units=32, location_units=16, attention_heads=2, context=False)
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +141,16 @@ def test_context_makes_the_first_location_depend_on_the_image(images):
     plain = GlimpseAgent.from_glimpse_config(CONFIG)
     logits = plain(images, mode="greedy")["policy_logits"][:, 0].numpy()
     np.testing.assert_array_equal(logits[0], logits[1])
+
+
+def test_memory_trains_encoder_lets_reinforce_reach_the_encoder(images):
+    tf.keras.utils.set_random_seed(2)
+    config = CONFIG.replace(memory_trains_encoder=True)
+    agent = GlimpseAgent.from_glimpse_config(config)
+    with tf.GradientTape() as tape:
+        outputs = agent(images, mode="sample", seed=SEED, training=True)
+        loss = tf.reduce_mean(agent_losses(outputs, LABELS, config)["reinforce"])
+    variables = agent.trainable_variables
+    gradients = dict(zip([v.path for v in variables], tape.gradient(loss, variables)))
+    assert nonzero(gradients, "glimpse_encoder")
+    assert not nonzero(gradients, "step_classifier")  # The classifier never serves the policy.

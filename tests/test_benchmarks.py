@@ -127,7 +127,8 @@ def fake_run(setting="mnist28", test_accuracy=0.9902, with_cnn=True, **overrides
                {"epoch": 2, "phase": "reinforce", "val_accuracy": 0.99, "wall_s": 20.5}]
     agent = {"test_accuracy": test_accuracy, "val_accuracy": 0.99, "epochs": 2,
              "train_seconds": 20.5, "images_per_s": 5000.0, "test_hit_rate": 0.5,
-             "val_history": history}
+             "test_hit_rate_per_step": [0.25, 0.75], "test_distinct_sequences": 812,
+             "test_modal_share": 0.01, "val_history": history}
     cnn = {"test_accuracy": 0.9915, "val_accuracy": 0.992, "epochs": 2, "train_seconds": 100.0,
            "images_per_s": 1000.0, "params": 1, "architecture": "x", "optimizer": "Adam",
            "flops_per_image": 7_739_648, "val_history": history} if with_cnn else None
@@ -142,6 +143,9 @@ def test_result_rows_are_in_percent_and_pass_the_tables_checks():
     assert row["val_curve"] == [[10.0, 5.0], [20.5, 1.0]]
     assert row["flops_per_image"] == flops.agent_flops(get_setting("mnist28").config())["total"]
     assert (row["pixels_per_image"], row["cnn_pixels_per_image"]) == (384, 784)
+    assert row["distinct_sequences"] == 812 and row["hit_rate_per_step"] == [0.25, 0.75]
+    assert row["budget"] == {"epochs": 20}
+    assert fake_run(minutes=45.0)["budget"] == {"minutes": 45.0}
     assert results_table.check_row(row) == []
     assert results_table.check_row(fake_run("seed1", with_cnn=False)) == []
 
@@ -200,3 +204,28 @@ def test_readme_results_table_matches_results_jsonl():
     assert not problems
     assert set(SETTINGS) <= {row["setting"] for row in rows}  # A row for every setting.
     assert results_table.markdown_table(rows) in (ROOT / "README.md").read_text()
+
+
+def test_stored_cnn_figure_is_found_by_setting_budget_and_hardware(tmp_path):
+    from benchmarks.ram_benchmark import stored_cnn
+
+    path = tmp_path / "cnn_results.jsonl"
+    assert stored_cnn(path, "cluttered60", {"minutes": 45.0}, "2 CPU cores, X") is None
+    entries = [{"setting": "cluttered60", "budget": {"minutes": 45.0}, "hardware": "2 CPU cores, X",
+                "test_accuracy": 0.9},
+               {"setting": "cluttered60", "budget": {"minutes": 30.0}, "hardware": "2 CPU cores, X",
+                "test_accuracy": 0.8},
+               {"setting": "cluttered60", "budget": {"minutes": 45.0}, "hardware": "2 CPU cores, X",
+                "test_accuracy": 0.95}]
+    write_rows(path, entries)
+    assert stored_cnn(path, "cluttered60", {"minutes": 45.0}, "2 CPU cores, X")["test_accuracy"] == 0.95
+    assert stored_cnn(path, "cluttered60", {"minutes": 30.0}, "2 CPU cores, X")["test_accuracy"] == 0.8
+    assert stored_cnn(path, "cluttered60", {"minutes": 45.0}, "16 CPU cores, Y") is None
+    assert stored_cnn(path, "translated60", {"minutes": 45.0}, "2 CPU cores, X") is None
+
+
+def test_minutes_makes_epochs_a_maximum():
+    args, config = parse(["--setting", "cluttered60", "--minutes", "45"])
+    assert config.minutes == 45.0 and config.epochs == 1000
+    args, config = parse(["--setting", "cluttered60", "--minutes", "45", "--epochs", "7"])
+    assert config.epochs == 7

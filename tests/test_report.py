@@ -201,12 +201,19 @@ def test_report_end_to_end(tmp_path, data_dir, agent):
     for name in (*report.POLICIES, report.JUDGED_BY_PRETRAINED):
         assert 0.0 <= written[name]["accuracy"] <= 1.0 and 0.0 <= written[name]["hit_rate"] <= 1.0
         assert len(written[name]["accuracy_per_step"]) == config.steps
+        assert len(written[name]["hit_rate_per_step"]) == config.steps
+        assert 1 <= written[name]["distinct_sequences"] <= 12
+    # Fixed scans take one sequence; the modal scan is the greedy policy's most frequent one.
+    assert written["fixed"]["distinct_sequences"] == written["learned_modal"]["distinct_sequences"] == 1
+    assert written["learned_modal"]["modal_sequence"] == written["learned_greedy"]["modal_sequence"]
+    assert written["learned_modal"]["modal_share"] == 1.0
     assert written["test_images"] == 12 and written["unavailable"] == {}
     # The same weights judge both: identical random glimpses give identical numbers.
     assert written["random"] == {**written["random_pretrained_judge"], "judge": "trained",
                                  "description": written["random"]["description"]}
     markdown = (run_dir / "report" / "report.md").read_text()
     assert "| `learned_greedy` | trained |" in markdown
+    assert report.verdict(written) in markdown
     for name in ("accuracy_per_step.png", "heatmap_grid.png", "heatmap_centred.png"):
         assert (run_dir / "report" / name).stat().st_size > 0
     assert sorted(p.name for p in (run_dir / "gifs").iterdir()) == ["attention1.gif",
@@ -221,3 +228,17 @@ def test_report_without_pretrained_checkpoint_says_how_to_get_it(tmp_path, data_
     assert report.JUDGED_BY_PRETRAINED not in written
     assert "--pretrain True" in written["unavailable"][report.JUDGED_BY_PRETRAINED]
     assert "--pretrain True" in (run_dir / "report" / "report.md").read_text()
+
+
+def test_verdict_names_every_rival_and_the_gap_in_points():
+    def result(accuracy, distinct=1):
+        return {"accuracy": accuracy, "distinct_sequences": distinct, "count": 100}
+
+    written = {"learned_greedy": result(0.90, 80), "learned_modal": result(0.80),
+               "fixed": result(0.95), "random": result(0.5),
+               report.JUDGED_BY_PRETRAINED: result(0.6)}
+    sentence = report.verdict(written)
+    assert sentence.startswith("The learned greedy policy (80 distinct sequences on 100 canvases)")
+    assert "beats its own modal scan (`learned_modal`) by +10.00 points" in sentence
+    assert "does not beat the fixed scan (`fixed`) by -5.00 points" in sentence
+    assert f"beats the random policy (`{report.JUDGED_BY_PRETRAINED}`) by +30.00 points" in sentence

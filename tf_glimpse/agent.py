@@ -17,7 +17,8 @@ After the loop the `StepClassifier` turns e_0..e_T-1 into class logits after eve
 step (causally).  Gradients: the classification loss trains encoder and classifier;
 the memory loss (`memory_head` on h_t) trains memory, memory head and context;
 REINFORCE trains policy, memory, context and initial logits (the memory reads a
-stop-gradiented e_t); the value loss trains the baseline head only.  The policy chooses locations from memory only, and actions are
+stop-gradiented e_t, unless `memory_trains_encoder`: then REINFORCE and the memory
+loss train the encoder too); the value loss trains the baseline head only.  The policy chooses locations from memory only, and actions are
 discrete samples, so no gradient of the classification loss can reach the policy
 through the chosen location.
 
@@ -50,48 +51,39 @@ class GlimpseAgent(keras.Model):
     memory's own head, read by its training loss only) and ``glimpses`` [B, T, k, P, P].
     """
 
-    def __init__(self, img_size: int, patch_size: int, stride: int, scales: int, steps: int,
-                 num_classes: int, encoder: str = "mlp", glimpse_units: int = 128,
-                 location_units: int = 64, embedding_units: int = 256, memory_units: int = 256,
-                 classifier_units: int = 256, attention_heads: int = 4,
-                 mask_visited: bool = False, sensor_backend: str = "matmul",
-                 context: bool = False, **kwargs):
+    def __init__(self, config: GlimpseConfig | dict, **kwargs):
+        """Build every part from `config` (a `GlimpseConfig`, or its dict from `get_config`)."""
         super().__init__(**kwargs)
-        self.settings = dict(
-            img_size=img_size, patch_size=patch_size, stride=stride, scales=scales, steps=steps,
-            num_classes=num_classes, encoder=encoder, glimpse_units=glimpse_units,
-            location_units=location_units, embedding_units=embedding_units,
-            memory_units=memory_units, classifier_units=classifier_units,
-            attention_heads=attention_heads, mask_visited=mask_visited,
-            sensor_backend=sensor_backend, context=context)
-        self.steps = steps
-        self.mask_visited = mask_visited
-        self.sensor = GlimpseSensor(img_size, patch_size, stride, scales, backend=sensor_backend)
+        if isinstance(config, dict):
+            config = GlimpseConfig.from_dict(config)
+        self.config = config
+        self.steps = config.steps
+        self.mask_visited = config.mask_visited
+        self.memory_trains_encoder = config.memory_trains_encoder
+        self.memory_units = config.memory_units
+        self.sensor = GlimpseSensor(config.img_size, config.patch_size, config.stride,
+                                    config.scales, backend=config.sensor_backend)
         self.grid = self.sensor.grid
         self.num_actions = self.grid.num_actions
         self.centres = tf.constant(self.grid.centres())  # [A, 2]
-        self.encoder = GlimpseEncoder(encoder, glimpse_units, location_units, embedding_units)
-        self.memory = keras.layers.LSTMCell(memory_units)
+        self.encoder = GlimpseEncoder(config.encoder, config.glimpse_units,
+                                      config.location_units, config.embedding_units)
+        self.memory = keras.layers.LSTMCell(config.memory_units)
         self.policy_head = keras.layers.Dense(self.num_actions, name="policy_head")
         self.baseline_head = keras.layers.Dense(1, name="baseline_head")
         # The memory's own classifier: its loss makes h_t carry what the glimpses showed.
-        self.memory_head = keras.layers.Dense(num_classes, name="memory_head")
-        self.context = ContextNetwork(img_size, patch_size, memory_units) if context else None
-        self.classifier = StepClassifier(num_classes, classifier_units, attention_heads)
+        self.memory_head = keras.layers.Dense(config.num_classes, name="memory_head")
+        self.context = (ContextNetwork(config.img_size, config.patch_size, config.memory_units)
+                        if config.context else None)
+        self.classifier = StepClassifier(config.num_classes, config.classifier_units,
+                                         config.attention_heads)
         self.initial_logits = self.add_weight(
             shape=(self.num_actions,), initializer="zeros", name="initial_logits")
-        self.memory_units = memory_units
 
     @classmethod
     def from_glimpse_config(cls, config: GlimpseConfig) -> "GlimpseAgent":
         """The agent described by a run's `GlimpseConfig`, built and ready to use."""
-        agent = cls(config.img_size, config.patch_size, config.stride, config.scales,
-                    config.steps, config.num_classes, encoder=config.encoder,
-                    glimpse_units=config.glimpse_units, location_units=config.location_units,
-                    embedding_units=config.embedding_units, memory_units=config.memory_units,
-                    classifier_units=config.classifier_units,
-                    attention_heads=config.attention_heads, mask_visited=config.mask_visited,
-                    sensor_backend=config.sensor_backend, context=config.context)
+        agent = cls(config)
         agent(tf.zeros([1, config.img_size, config.img_size, 1]))
         return agent
 
@@ -140,10 +132,12 @@ class GlimpseAgent(keras.Model):
         """
         locations = tf.gather(self.centres, actions)
         embedding = self.encoder(glimpses, locations)
-        # REINFORCE's noisy gradient stops at the memory's input, so the encoder is shaped
-        # by the classification losses alone.  The memory itself is trained by REINFORCE
-        # (through the policy head) and by its own classification loss (`memory_head`).
-        _, state = self.memory(tf.stop_gradient(embedding), state)
+        # The memory is trained by REINFORCE (through the policy head) and by its own
+        # classification loss (`memory_head`).  By default their gradients stop at its
+        # input, so the encoder is shaped by the classifier alone; with
+        # `memory_trains_encoder` they reach the encoder too.
+        memory_input = embedding if self.memory_trains_encoder else tf.stop_gradient(embedding)
+        _, state = self.memory(memory_input, state)
         return embedding, list(state)
 
     # ------------------------------------------------------------ the episode
@@ -196,5 +190,5 @@ class GlimpseAgent(keras.Model):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(self.settings)
+        config.update(config=self.config.to_dict())
         return config

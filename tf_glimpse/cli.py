@@ -51,6 +51,7 @@ HELP = {
     "minutes": "wall-time budget: stop at the first epoch end past N minutes of training",
     "entropy_final": "entropy-bonus weight at the end (linear from --entropy_weight)",
     "memory_loss_weight": "weight of the memory's own per-step classification loss",
+    "memory_trains_encoder": "let REINFORCE and the memory loss train the glimpse encoder too",
     "samples_per_image": "sampled episodes per training image (leave-one-out baseline if > 1)",
     "context": "a coarse view of the whole canvas sets the memory's initial state",
     "pretrain": "first train encoder and classifier on random glimpses (supervised)",

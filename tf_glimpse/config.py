@@ -104,6 +104,12 @@ class GlimpseConfig:
     # class after every step, so the memory (the policy's only input) learns what the
     # glimpses showed from the first batch on, not from REINFORCE alone.
     memory_loss_weight: float = 1.0
+    # Whether the memory reads e_t with its gradient, so that REINFORCE and the memory
+    # loss also train the encoder.  Off: the encoder learns only what the classifier
+    # needs, and a feature that only tells WHERE to look next (e.g. a cue that names
+    # the informative cell) cannot be learned (measured on the cue toy of
+    # tests/test_image_dependent.py: a fixed scan, 0.26 of episodes see the cell).
+    memory_trains_encoder: bool = False
     # M sampled episodes per training image; with M > 1 each episode's baseline is the
     # mean return of the other M - 1 episodes of its image (leave-one-out).
     samples_per_image: int = 1

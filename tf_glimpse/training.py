@@ -413,6 +413,8 @@ class Trainer:
         history = self._load_history()
         train_seconds = history.get("train_seconds", 0.0)
         for epoch in range(start, self.total_epochs):
+            if self.budget_spent(train_seconds, epoch):
+                break
             supervised_only = epoch < pretrain
             started = time.perf_counter()
             train = self.train_epoch(epoch, supervised_only, train_seconds)
@@ -451,12 +453,16 @@ class Trainer:
                       f"{val['accuracy']:.4f}  hit rate {val['hit_rate']:.3f}  "
                       f"distinct sequences {val['distinct_sequences']}/{val['count']}  "
                       f"({elapsed:.1f} s)")
-            if self.budget_seconds is not None and train_seconds >= self.budget_seconds:
-                if self.verbose:
-                    print(f"time budget of {self.config.minutes:g} min spent after "
-                          f"{epoch + 1} epochs ({train_seconds:.0f} s of training)")
-                break
         return self.finish(history)
+
+    def budget_spent(self, train_seconds: float, epoch: int) -> bool:
+        """Whether the --minutes budget is used up before `epoch` (0-based) starts."""
+        if self.budget_seconds is None or train_seconds < self.budget_seconds:
+            return False
+        if self.verbose:
+            print(f"time budget of {self.config.minutes:g} min spent after {epoch} epochs "
+                  f"({train_seconds:.0f} s of training)")
+        return True
 
     def finish(self, history: dict) -> dict:
         """Restore the best checkpoint, evaluate val and test once, write `metrics.json`."""
