@@ -196,3 +196,28 @@ def _write_json(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python benchmarks/cnn_baseline.py --setting NAME (--epochs N | --minutes M)`.
+
+    Trains only the CNN baseline of a setting and stores its figure, as
+    ``ram_benchmark.py --cnn_only`` (which it runs).
+    """
+    import sys
+
+    from benchmarks import ram_benchmark
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(__doc__.split("\n\n")[0])
+        print("\nusage: cnn_baseline.py --setting NAME [--epochs N | --minutes M] [--logdir DIR] "
+              "[--resume]\n\nTrains the CNN baseline alone and appends its figure to "
+              "benchmarks/cnn_results.jsonl: the same as `ram_benchmark.py --cnn_only` (see "
+              "`python benchmarks/ram_benchmark.py --help` for every flag).")
+        return 0
+    return ram_benchmark.main(["--cnn_only", *argv])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -17,13 +17,9 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-from tf_glimpse.data.canvas import canvas_dataset
 from tf_glimpse.data.idx import DataError
-from tf_glimpse.data.sources import load_splits
+from tf_glimpse.quiet import quiet_tensorflow
 
 
 def parse_args() -> argparse.Namespace:
@@ -44,6 +40,9 @@ def parse_args() -> argparse.Namespace:
 
 def measure(args: argparse.Namespace) -> list[float]:
     """Canvases/s of each timed stretch."""
+    from tf_glimpse.data.canvas import canvas_dataset  # TensorFlow, after the flags.
+    from tf_glimpse.data.sources import load_splits
+
     splits = load_splits(args.dataset, args.data_dir)
     dataset = canvas_dataset(
         splits.train_images, splits.train_labels, img_size=args.img_size,
@@ -65,6 +64,7 @@ def measure(args: argparse.Namespace) -> list[float]:
 def main() -> int:
     """Run the benchmark and print the table and the JSON line."""
     args = parse_args()
+    quiet_tensorflow()
     try:
         rates = measure(args)
     except DataError as error:

@@ -172,3 +172,39 @@ def agent_pixels(config) -> int:
 def canvas_pixels(config) -> int:
     """Pixels of one canvas, all of which a full-image CNN reads: I * I."""
     return config.img_size ** 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python benchmarks/flops.py --setting NAME [overrides]`: FLOPs and pixels per image."""
+    import argparse
+    import json
+
+    from benchmarks.cnn_baseline import cnn_layers
+    from benchmarks.settings import SETTINGS, get_setting
+    from tf_glimpse.cli import add_config_flags, config_fields
+    from tf_glimpse.config import ConfigError
+
+    parser = argparse.ArgumentParser(
+        prog="flops.py", description="FLOPs per image of the glimpse agent (by part) and of the "
+        "full-image CNN baseline, counted analytically; the last line is JSON.")
+    parser.add_argument("--setting", required=True, choices=list(SETTINGS))
+    add_config_flags(parser, given_only=True)
+    args = parser.parse_args(argv)
+    try:
+        config = get_setting(args.setting).config(**config_fields(args))
+    except ConfigError as error:
+        parser.error(str(error))
+    parts = agent_flops(config)
+    cnn = cnn_flops(cnn_layers(config.img_size, config.num_classes), config.img_size)
+    for name, value in parts.items():
+        print(f"{name:<11} {value:>14,}")
+    print(f"{'CNN':<11} {cnn:>14,}")
+    print(json.dumps({"setting": args.setting, "flops_per_image": parts["total"],
+                      "flops_breakdown": parts, "cnn_flops_per_image": cnn,
+                      "pixels_per_image": agent_pixels(config),
+                      "cnn_pixels_per_image": canvas_pixels(config)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

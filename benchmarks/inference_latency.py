@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np
+
+from tf_glimpse.quiet import quiet_tensorflow
 
 
 def parse_args() -> argparse.Namespace:
@@ -97,6 +95,7 @@ def step_invoke(path: Path) -> Callable[[], None]:
 
 def main() -> int:
     args = parse_args()
+    quiet_tensorflow()
     out_dir = Path(args.out_dir)
     info_path = out_dir / "export_info.json"
     if not info_path.exists():

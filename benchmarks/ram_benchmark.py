@@ -62,10 +62,10 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.flops import agent_flops, agent_pixels, canvas_pixels
 from benchmarks.settings import SETTINGS, get_setting
+from tf_glimpse.quiet import quiet_tensorflow
 from tf_glimpse.cli import (add_config_flags, check_trainable, config_fields,
                             load_data, parse_bool, start_trainer)
 from tf_glimpse.config import ConfigError, GlimpseConfig
@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f" ({config.pretrain_epochs} pre-training epochs first)" if config.pretrain else "")
           + f"; run directory {logdir}", flush=True)
     if args.cnn_only:
+        quiet_tensorflow()
         splits = load_data(build_parser(), config)
         try:
             entry = train_and_store_cnn(args, config, splits, logdir, command)
@@ -286,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                           if key != "val_history"}), flush=True)
         return 0
 
+    quiet_tensorflow()
     import tensorflow as tf  # Heavy imports only after the flags are valid.
 
     from tf_glimpse.training import TrainingError

@@ -114,3 +114,23 @@ def get_setting(name: str) -> Setting:
     if name not in SETTINGS:
         raise KeyError(f"unknown setting {name!r}; valid settings: {', '.join(SETTINGS)}")
     return SETTINGS[name]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python benchmarks/settings.py`: list the settings; the last line is their JSON."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(
+        prog="settings.py", description="List the named benchmark settings of "
+        "ram_benchmark.py: the GlimpseConfig fields each fixes and its reference errors (%%).")
+    parser.parse_args(argv)
+    for setting in SETTINGS.values():
+        print(f"{setting.name:<13} grid {setting.grid_size:>2} x {setting.grid_size:<2} "
+              f"{setting.description}")
+    print(json.dumps({name: {"flags": s.flags, **s.reference()} for name, s in SETTINGS.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

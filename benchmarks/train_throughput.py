@@ -19,8 +19,8 @@ import statistics
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tf_glimpse.quiet import quiet_tensorflow
 from tf_glimpse.config import GlimpseConfig
 
 
@@ -88,6 +88,7 @@ def time_input(config: GlimpseConfig, batches: int) -> float:
 def main() -> None:
     """Time XLA on and off and the input alone; print a table and the JSON line."""
     args = parse_args()
+    quiet_tensorflow()
     base = GlimpseConfig(img_size=args.img_size, clutter_count=args.clutter_count,
                          patch_size=args.patch_size, stride=args.stride, steps=args.steps,
                          scales=args.scales, batch_size=args.batch_size, data_dir=args.data_dir,

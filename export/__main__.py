@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.out} already exists; pass --overwrite to replace it",
               file=sys.stderr)
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tf_glimpse.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
 
     from export.errors import ExportError
     from export.pipeline import export_run

@@ -49,3 +49,40 @@ def test_the_seed_commands_parse():
                                          ("0", False), ("TRUE", True)])
 def test_booleans(text, value):
     assert parse_bool(text) is value
+
+
+HELP_COMMANDS = [
+    ["train.py"], ["-m", "export"], ["-m", "tf_glimpse.report"], ["-m", "tf_glimpse.data.fetch"],
+    *[[f"benchmarks/{path.name}"] for path in sorted((ROOT / "benchmarks").glob("*.py"))
+      if path.name != "__init__.py"],
+]
+
+
+@pytest.mark.parametrize("command", HELP_COMMANDS, ids=lambda c: " ".join(c))
+def test_every_command_line_answers_help(command):
+    result = subprocess.run([sys.executable, *command, "--help"], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage" in result.stdout.lower() and not result.stderr.strip()
+
+
+def test_train_help_groups_the_flags_by_section_with_their_defaults():
+    from tf_glimpse.config import DERIVED_FIELDS, SECTIONS, GlimpseConfig
+
+    import dataclasses
+
+    names = [name for section in SECTIONS.values() for name in section]
+    assert sorted(names) == sorted(f.name for f in dataclasses.fields(GlimpseConfig)
+                                   if f.name not in DERIVED_FIELDS)
+    text = build_parser().format_help()
+    for section in SECTIONS:
+        assert f"{section} (config):" in text
+    assert "--no-pretrain" in text and "(default: 0.005)" in text
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--pretrain", "True"], True), (["--pretrain"], True), (["--no-pretrain"], False),
+    (["--pretrain", "0"], False), ([], False),
+])
+def test_booleans_take_flag_no_flag_and_values(argv, expected):
+    assert build_parser().parse_args(argv).pretrain is expected

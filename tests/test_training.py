@@ -103,3 +103,23 @@ def test_resume_continues_from_the_saved_epoch(tmp_path, data_dir):
     incompatible = run_train("--epochs", "4", "--logdir", logdir, "--resume", "True",
                              "--patch_size", "4", data_dir=data_dir)
     assert incompatible.returncode == 2 and "patch_size" in incompatible.stderr
+
+
+def test_num_classes_comes_from_the_data_and_reaches_config_json_and_the_model(tmp_path):
+    import dataclasses
+
+    from tf_glimpse.runs import load_agent
+
+    splits = dataclasses.replace(toy_splits(256, 1), num_classes=3, name="three classes")
+    config = GlimpseConfig(img_size=28, clutter_count=0, patch_size=7, stride=7, steps=2,
+                           scales=1, batch_size=64, epochs=1, val_size=0, jit_compile=False,
+                           **SMALL)
+    assert config.num_classes == 10
+    trainer = Trainer(config, tmp_path / "run", splits=splits, verbose=0)
+    assert trainer.config.num_classes == 3
+    trainer.fit()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["num_classes"] == 3
+    saved, agent = load_agent(tmp_path / "run")
+    assert saved.num_classes == 3
+    images = tf.zeros([2, 28, 28, 1])
+    assert agent(images, mode="greedy")["step_logits"].shape == (2, 2, 3)

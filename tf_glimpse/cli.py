@@ -23,7 +23,7 @@ import sys
 import time
 import typing
 
-from tf_glimpse.config import ConfigError, GlimpseConfig
+from tf_glimpse.config import SECTIONS, ConfigError, GlimpseConfig
 
 HELP = {
     "dataset": "mnist, fashion_mnist or tfds:NAME (a grayscale 28x28 TFDS dataset; needs internet)",
@@ -75,39 +75,65 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"invalid boolean {text!r}; valid values: True, False, 1, 0")
 
 
+class BooleanFlag(argparse.BooleanOptionalAction):
+    """``--flag`` / ``--no-flag`` (argparse's own action) that also takes a value:
+    ``--flag True``, ``--flag false``, ``--flag 0`` (the seed's ``--pretrain True``)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.nargs = "?"
+        self.metavar = "BOOL"
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string.startswith("--no-"):
+            if values is not None:
+                parser.error(f"{option_string} takes no value")
+            setattr(namespace, self.dest, False)
+            return
+        try:
+            setattr(namespace, self.dest, True if values is None else parse_bool(values))
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"argument {option_string}: {error}")
+
+
 def add_config_flags(parser, given_only: bool = False) -> None:
-    """One flag per `GlimpseConfig` field on `parser` (or an argument group).
+    """One flag per `GlimpseConfig` field, in one argument group per config section.
 
     With `given_only`, flags have no default and only the ones given on the command
     line appear in the parsed namespace (for overrides on top of another config).
     """
     hints = typing.get_type_hints(GlimpseConfig)
-    for field in dataclasses.fields(GlimpseConfig):
-        hint = hints[field.name]
-        if hint is bool:
-            kind = parse_bool
-        elif hint in (int, int | None):
-            kind = int
-        elif hint in (float, float | None):
-            kind = float
-        else:
-            kind = str
-        parser.add_argument(f"--{field.name}", type=kind,
-                            default=argparse.SUPPRESS if given_only else field.default,
-                            help=HELP.get(field.name, field.name.replace("_", " ")))
+    fields = {field.name: field for field in dataclasses.fields(GlimpseConfig)}
+    for section, names in SECTIONS.items():
+        group = parser.add_argument_group(f"{section} ({'overrides' if given_only else 'config'})")
+        for name in names:
+            hint, default = hints[name], fields[name].default
+            help_text = HELP.get(name, name.replace("_", " "))
+            if not given_only:
+                help_text += " (default: %(default)s)"
+            if hint is bool:
+                group.add_argument(f"--{name}", action=BooleanFlag,
+                                   default=argparse.SUPPRESS if given_only else default,
+                                   help=help_text)
+                continue
+            kind = {int: int, int | None: int, float: float, float | None: float}.get(hint, str)
+            group.add_argument(f"--{name}", type=kind, metavar=name.upper(),
+                               default=argparse.SUPPRESS if given_only else default,
+                               help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """An argparse parser with one flag per `GlimpseConfig` field, plus --logdir and --resume."""
     parser = argparse.ArgumentParser(
-        prog="train.py", description="Train a glimpse agent with REINFORCE and a baseline.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog="train.py", description="Train a glimpse agent with REINFORCE and a baseline. "
+        "Booleans take --flag / --no-flag or a value (--pretrain True).")
     add_config_flags(parser)
-    parser.add_argument("--logdir", default=None,
-                        help="run directory (default: runs/<date>-<time>)")
-    parser.add_argument("--resume", type=parse_bool, nargs="?", const=True, default=False,
-                        help="continue the run in --logdir from its last checkpoint")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    run = parser.add_argument_group("run directory")
+    run.add_argument("--logdir", default=None,
+                     help="run directory (default: runs/<date>-<time>)")
+    run.add_argument("--resume", action=BooleanFlag, default=False,
+                     help="continue the run in --logdir from its last checkpoint")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
@@ -164,6 +190,20 @@ def start_trainer(parser: argparse.ArgumentParser, config: GlimpseConfig, logdir
         parser.exit(1, f"{parser.prog}: error: {error}\n")
 
 
+def describe_run(config: GlimpseConfig, logdir: str, resume: bool) -> str:
+    """The first line a user sees: what is trained, on what data, and where the run goes."""
+    canvas = (f"{config.img_size}x{config.img_size} canvases"
+              + (f" with {config.clutter_count} clutter pieces" if config.clutter_count else ""))
+    budget = (f"{config.minutes:g} minutes" if config.minutes is not None
+              else f"{config.epochs} REINFORCE epochs")
+    if config.pretrain:
+        budget = f"{config.pretrain_epochs} pre-training epochs + {budget}"
+    return (f"{'resuming' if resume else 'training'} a glimpse agent ({config.steps} glimpses "
+            f"of {config.patch_size}x{config.patch_size} at {config.scales} scale(s) on a "
+            f"{config.grid.size}x{config.grid.size} grid) on {config.dataset} {canvas}, "
+            f"{budget}; run directory {logdir}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, validate them (exit 2 on a bad value), train, print the final metrics."""
     parser = build_parser()
@@ -174,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         parser.error(str(error))
     logdir = args.logdir or time.strftime("runs/%Y%m%d-%H%M%S")
+    if not args.quiet:
+        print(describe_run(config, logdir, args.resume), flush=True)
+    from tf_glimpse.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
     _, trainer = start_trainer(parser, config, logdir, args.resume, 0 if args.quiet else 1)
 
     from tf_glimpse.training import TrainingError  # Imported by start_trainer already.

@@ -58,6 +58,9 @@ class GlimpseConfig:
     clutter_size: int = 8
     val_size: int = 5000
     subset: int | None = None
+    # Set from the data set when training starts (MNIST and Fashion-MNIST: 10; a TFDS
+    # data set: its own count) and stored in config.json: not a command-line flag.
+    num_classes: int = 10
 
     # Action grid and glimpse sensor.
     patch_size: int = 8
@@ -155,11 +158,6 @@ class GlimpseConfig:
         """N * N, the number of grid cells the policy chooses from."""
         return self.grid.num_actions
 
-    @property
-    def num_classes(self) -> int:
-        """Both supported datasets have ten classes."""
-        return 10
-
     # --------------------------------------------------------------- validation
     def validate(self) -> None:
         """Raise ConfigError naming the first bad value and its valid range."""
@@ -187,6 +185,7 @@ class GlimpseConfig:
                 f"valid range: 1..{min(DIGIT_SIZE, self.img_size)}"
             )
         _check_min("val_size", self.val_size, 0, upper=50000)
+        _check_min("num_classes", self.num_classes, 2)
         if self.subset is not None:
             _check_min("subset", self.subset, 1)
         for name in ("glimpse_units", "location_units", "embedding_units", "memory_units",
@@ -248,6 +247,25 @@ class GlimpseConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+
+# The sections of the configuration, in the order `train.py --help` shows them.
+SECTIONS = {
+    "data": ("dataset", "data_dir", "img_size", "clutter_count", "clutter_size", "val_size",
+             "subset"),
+    "sensor": ("patch_size", "stride", "scales", "steps", "sensor_backend"),
+    "agent": ("encoder", "glimpse_units", "location_units", "embedding_units", "memory_units",
+              "classifier_units", "attention_heads", "mask_visited", "context",
+              "memory_trains_encoder"),
+    "rewards": ("final_reward", "step_reward_clip", "gamma", "entropy_weight", "entropy_final",
+                "reinforce_weight", "baseline_weight", "step_loss", "memory_loss_weight",
+                "samples_per_image"),
+    "training": ("epochs", "minutes", "batch_size", "lr", "lr_decay", "grad_clip", "pretrain",
+                 "pretrain_epochs", "jit_compile", "strategy"),
+    "run": ("seed", "test_samples", "summary_images_every"),
+}
+
+# Fields that come from the data, not from the command line.
+DERIVED_FIELDS = ("num_classes",)
 
 # Fields that may differ between a run and its `--resume` without changing the model.
 RESUMABLE_FIELDS = frozenset({"epochs", "minutes", "data_dir", "jit_compile", "strategy", "test_samples",

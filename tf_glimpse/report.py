@@ -505,7 +505,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from tf_glimpse.data.idx import DataError
+    from tf_glimpse.quiet import quiet_tensorflow
 
+    quiet_tensorflow()
     command = shlex.join(["python", "-m", "tf_glimpse.report", *argv])
     try:
         report = build_report(run_dir, args.data_dir, args.limit, args.gifs, args.seed,

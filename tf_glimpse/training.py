@@ -103,11 +103,12 @@ class Trainer:
 
     def __init__(self, config: GlimpseConfig, logdir: str | Path, resume: bool = False,
                  splits: Splits | None = None, verbose: int = 1):
-        self.config = config
         self.logdir = Path(logdir)
         self.verbose = verbose
         self.splits = splits or load_splits(config.dataset, config.data_dir, config.val_size,
                                             config.seed, config.subset)
+        # The number of classes comes from the data (config.json stores it).
+        self.config = config = config.replace(num_classes=self.splits.num_classes)
         self.train_size = len(self.splits.train_labels)
         # A batch holds batch_size episodes: samples_per_image episodes of each of
         # images_per_batch images.
