@@ -394,10 +394,15 @@ def _train_test_accuracy(run_dir: Path, checkpoint: str, limit: int | None) -> f
     return json.loads(path.read_text()).get("test_accuracy")
 
 
-def build_report(run_dir: Path, data_dir: str | None = None, limit: int | None = None,
+def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | None = None,
                  gifs: int = 5, seed: int = 0, checkpoint: str = "best",
                  command: str = "", verbose: int = 1) -> dict:
-    """Evaluate every policy on the test set and write report.md/json, plots and GIFs."""
+    """Evaluate every policy on the test set and write report.md/json, plots and GIFs.
+
+    Returns the report (also written to RUN_DIR/report/report.json): per policy its
+    accuracy, hit rate and distinct sequences, overall and per step.
+    """
+    run_dir = Path(run_dir)
     from tf_glimpse.data.canvas import split_dataset
     from tf_glimpse.data.sources import load_splits
     from tf_glimpse.metrics import sequence_diversity
