@@ -12,7 +12,9 @@ embedding, memory and classifier, C = 10 classes):
 
 * sensor, per step: the ``matmul`` backend computes ``Wy @ image @ Wx^T`` per
   scale with dense [P, I] interpolation matrices, P*I*I + P*P*I MACs per scale
-  (most of them multiply zeros); ``crop_and_resize`` reads the window of scale j
+  (most of them multiply zeros); ``window`` reads the L x L window of scale j
+  (L = P * 2^j, plus one for odd P) and computes ``W @ window @ W^T`` with a
+  [P, L] matrix, P*L*L + P*P*L MACs, independent of I; ``crop_and_resize`` reads the window of scale j
   at full resolution, (P * 2^j)^2 bilinear samples of about 4 MACs each, then
   averages it down to P x P (pooling not counted);
 * encoder, per step: "what" k*P*P*G + G*D (``cnn``: two 3x3 convolutions first),
@@ -77,7 +79,11 @@ def sensor_flops(backend: str, img_size: int, patch_size: int, scales: int) -> i
         return 2 * scales * (patch_size * img_size * img_size + patch_size * patch_size * img_size)
     if backend == "crop_and_resize":
         return 2 * 4 * sum((patch_size * 2 ** j) ** 2 for j in range(scales))
-    raise ValueError(f"sensor backend={backend!r}; valid values: matmul, crop_and_resize")
+    if backend == "window":  # [P, L] @ window [L, L] @ [L, P], L = P * 2^j (+1 for odd P).
+        lengths = [patch_size * 2 ** j + (patch_size % 2 and j > 0) for j in range(scales)]
+        return 2 * sum(patch_size * n * n + patch_size * patch_size * n for n in lengths)
+    raise ValueError(f"sensor backend={backend!r}; valid values: matmul, crop_and_resize, "
+                     f"window")
 
 
 def agent_flops(config) -> dict[str, int]:

@@ -229,3 +229,11 @@ def test_minutes_makes_epochs_a_maximum():
     assert config.minutes == 45.0 and config.epochs == 1000
     args, config = parse(["--setting", "cluttered60", "--minutes", "45", "--epochs", "7"])
     assert config.epochs == 7
+
+
+def test_window_sensor_flops_do_not_grow_with_the_canvas():
+    costs = {size: flops.sensor_flops("window", size, 12, 3) for size in (60, 100, 200, 400)}
+    assert len(set(costs.values())) == 1
+    # [P, L] @ [L, L] @ [L, P] for L = 12, 24, 48: 2 * (P*L*L + P*P*L) each.
+    assert costs[60] == 2 * sum(12 * n * n + 144 * n for n in (12, 24, 48))
+    assert flops.sensor_flops("matmul", 400, 12, 3) > 100 * costs[400]

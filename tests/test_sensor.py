@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_glimpse.config import ConfigError, GlimpseConfig
 from tf_glimpse.grid import ActionGrid
@@ -53,7 +54,7 @@ def test_stride_error_names_the_valid_strides():
         GlimpseConfig(img_size=64, patch_size=9, stride=4)
 
 
-@pytest.mark.parametrize("backend", ["matmul", "crop_and_resize"])
+@pytest.mark.parametrize("backend", ["matmul", "crop_and_resize", "window"])
 def test_scale_one_glimpse_is_the_numpy_slice(backend):
     img, patch, stride = 28, 5, 1
     images = np.random.default_rng(0).random((4, img, img, 1)).astype(np.float32)
@@ -63,7 +64,7 @@ def test_scale_one_glimpse_is_the_numpy_slice(backend):
     for b, action in enumerate(actions):
         r, c = grid.to_row_col(action)
         expected = images[b, r * stride:r * stride + patch, c * stride:c * stride + patch, 0]
-        if backend == "matmul":
+        if backend in ("matmul", "window"):
             np.testing.assert_array_equal(glimpses[b, 0], expected)
         else:
             np.testing.assert_allclose(glimpses[b, 0], expected, atol=1e-5)
@@ -79,6 +80,24 @@ def test_backends_agree_at_every_scale_corner_and_edge(img, patch, stride, scale
                               backend="crop_and_resize")(images, actions).numpy()
     assert fast.shape == (len(actions), scales, patch, patch)
     np.testing.assert_allclose(fast, reference, atol=1e-5)
+    window = GlimpseSensor(img, patch, stride, scales, backend="window")(images, actions).numpy()
+    np.testing.assert_allclose(window, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["matmul", "window"])
+def test_sensor_compiles_with_xla_and_converts_to_tflite_builtins(backend):
+    from export.tflite import flex_ops
+
+    sensor = GlimpseSensor(28, 5, 1, 3, backend=backend)
+    images = np.random.default_rng(2).random((3, 28, 28, 1)).astype(np.float32)
+    actions = np.array([0, 100, 575], np.int32)
+    compiled = tf.function(sensor, jit_compile=True)(images, actions).numpy()
+    np.testing.assert_allclose(compiled, sensor(images, actions).numpy(), atol=1e-6)
+    function = tf.function(lambda x, a: sensor(x, a)).get_concrete_function(
+        tf.TensorSpec([1, 28, 28, 1], tf.float32), tf.TensorSpec([1], tf.int32))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    assert flex_ops(converter.convert()) == []
 
 
 def test_second_scale_is_the_2x2_mean_and_outside_reads_zero():

@@ -19,7 +19,7 @@ from typing import Any
 DATASETS = ("mnist", "fashion_mnist")
 ENCODERS = ("mlp", "cnn")
 STRATEGIES = ("default", "mirrored", "multi_worker")
-SENSOR_BACKENDS = ("matmul", "crop_and_resize")
+SENSOR_BACKENDS = ("matmul", "crop_and_resize", "window")
 DIGIT_SIZE = 28  # MNIST and Fashion-MNIST images are 28 x 28.
 
 
