@@ -16,7 +16,7 @@ from tf_glimpse.config import GlimpseConfig
 # 28x28 canvas, 14x14 patches on a 2 x 2 grid, 2 steps, tiny widths: small enough to count by hand.
 TINY = dict(img_size=28, clutter_count=0, patch_size=14, stride=14, scales=1, steps=2,
             glimpse_units=4, location_units=2, embedding_units=4, memory_units=3,
-            classifier_units=5, attention_heads=2)
+            classifier_units=5, attention_heads=2, context=False)
 
 
 # ----------------------------------------------------------------------------- FLOPs
@@ -41,18 +41,28 @@ def test_agent_flops_of_a_tiny_config_match_a_hand_computation():
     assert parts["total"] == 70_536
 
 
-def test_agent_flops_agree_with_the_built_models_kernels():
+@pytest.mark.parametrize("context", [False, True])
+def test_agent_flops_agree_with_the_built_models_kernels(context):
     """Count from the kernels of a real GlimpseAgent: catches a wrong width or gate count."""
     from tf_glimpse.agent import GlimpseAgent
 
-    config = GlimpseConfig(**{**TINY, "memory_units": 6, "classifier_units": 7})
+    config = GlimpseConfig(**{**TINY, "memory_units": 6, "classifier_units": 7,
+                              "context": context})
     model = GlimpseAgent.from_glimpse_config(config)
     t, d = config.steps, config.embedding_units
     macs = 0
-    kernels = [v for v in model.weights if v.path.endswith("kernel")]
-    assert len(kernels) == 15  # encoder 4, LSTM 2, policy, baseline, attention 4, GRU 2, logits
+    # The memory head serves the training loss only: not part of a prediction's FLOPs.
+    kernels = [v for v in model.weights if v.path.endswith("kernel")
+               and "memory_head" not in v.path]
+    # encoder 4, LSTM 2, policy, baseline, attention 4, GRU 2, logits (+ context 2)
+    assert len(kernels) == 15 + 2 * context
     for variable in kernels:
-        uses = t - 1 if "policy_head" in variable.path else t
+        if "context_network" in variable.path:
+            uses = 1
+        elif "policy_head" in variable.path:
+            uses = t if context else t - 1
+        else:
+            uses = t
         size = 1
         for dim in variable.shape:
             size *= dim
@@ -73,7 +83,10 @@ def test_cnn_flops_match_hand_count_and_the_built_keras_model():
 
 def test_pixels_per_image():
     config = get_setting("cluttered100").config()
-    assert flops.agent_pixels(config) == 8 * 4 * 12 * 12
+    # 8 glimpses of 4 scales of 12 x 12, and the context's coarse view: 100 // 12 = 8, so
+    # the canvas is pooled by 8 to 12 x 12.
+    assert flops.agent_pixels(config) == 8 * 4 * 12 * 12 + 12 * 12
+    assert flops.agent_pixels(config.replace(context=False)) == 8 * 4 * 12 * 12
     assert flops.canvas_pixels(config) == 100 * 100
 
 
@@ -142,7 +155,8 @@ def test_result_rows_are_in_percent_and_pass_the_tables_checks():
     assert row["cnn_test_error"] == 0.85
     assert row["val_curve"] == [[10.0, 5.0], [20.5, 1.0]]
     assert row["flops_per_image"] == flops.agent_flops(get_setting("mnist28").config())["total"]
-    assert (row["pixels_per_image"], row["cnn_pixels_per_image"]) == (384, 784)
+    # 6 glimpses of 8 x 8 and the context's 9 x 9 view (28 pooled by 28 // 8 = 3).
+    assert (row["pixels_per_image"], row["cnn_pixels_per_image"]) == (384 + 81, 784)
     assert row["distinct_sequences"] == 812 and row["hit_rate_per_step"] == [0.25, 0.75]
     assert row["budget"] == {"epochs": 20}
     assert fake_run(minutes=45.0)["budget"] == {"minutes": 45.0}
@@ -163,7 +177,7 @@ def test_table_prints_every_row_as_stored(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 + 3
     assert lines[2].startswith("| mnist28 | 0.98 | 0.85 | 1.12 | 1.21 (kevinzakka, PyTorch) | "
-                               "<= 1.0 | yes | 2 | 20 | 5000 | 4.11M / 7.74M | 384 / 784 | ")
+                               "<= 1.0 | yes | 2 | 20 | 5000 | 4.21M / 7.74M | 465 / 784 | 812 | ")
     assert lines[3].startswith("| cluttered60 | 3.00 | 0.85 | 4.08 | 2.63 (tfRAM, 8 glimpses) | "
                                "<= 2.5 | no | ")
     assert lines[4].startswith("| seed2 | 0.98 | — | — | — | — | report | ")
