@@ -120,9 +120,10 @@ class Trainer:
         self.steps_per_epoch = self.train_size // self.images_per_batch
         self.total_epochs = config.epochs + (config.pretrain_epochs if config.pretrain else 0)
         self.budget_seconds = 60.0 * config.minutes if config.minutes is not None else None
+        # The strategy first: MultiWorkerMirroredStrategy must exist before any variable.
+        self.strategy = make_strategy(config.strategy)
         self.progress = BudgetProgress(self.total_epochs * self.steps_per_epoch,
                                        self.budget_seconds)
-        self.strategy = make_strategy(config.strategy)
         # Where this worker saves checkpoints.  Under MultiWorkerMirroredStrategy every
         # worker must take part in a save; the non-chief ones save into a directory of
         # their own, deleted at the end of `finish`.
