@@ -75,10 +75,15 @@ class EpisodeModule(tf.Module):
 
         @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8, name="images")])
         def serve(images):
-            tf.debugging.assert_rank(images, 4, message=f"{expected}; got rank")
-            tf.debugging.assert_equal(tf.shape(images)[1:], tf.constant([size, size, 1]),
-                                      message=f"{expected}; got [batch, height, width, "
-                                              f"channels] =", summarize=4)
+            # Each check runs only after the one before it (control dependencies).
+            with tf.control_dependencies([
+                    tf.debugging.assert_rank(images, 4, message=f"{expected}; got rank")]):
+                shape = tf.shape(images)
+            with tf.control_dependencies([tf.debugging.assert_equal(
+                    shape[1:], tf.constant([size, size, 1]),
+                    message=f"{expected}; got [batch, height, width, channels] =",
+                    summarize=4)]):
+                images = tf.identity(images)
             return self.episode(tf.ensure_shape(images, [None, size, size, 1]))
 
         self.serve = serve  # Keep the tf.function: `loaded.serve(...)` also checks its input.

@@ -47,10 +47,10 @@ class StopAfter(Trainer):
 
     stop_at = 1
 
-    def train_epoch(self, epoch, supervised_only):
+    def train_epoch(self, epoch, supervised_only, seconds_before=0.0):
         if epoch == self.stop_at:
             raise KeyboardInterrupt
-        return super().train_epoch(epoch, supervised_only)
+        return super().train_epoch(epoch, supervised_only, seconds_before)
 
 
 def test_stop_and_resume_at_an_epoch_boundary_ends_with_the_same_weights(tmp_path, data_dir):
@@ -235,8 +235,8 @@ def test_a_non_finite_loss_or_update_stops_the_run_and_keeps_the_last_good_check
         return tf.identity(x), lambda dy: (dy + tf.where(poison > 0, np.nan, 0.0),
                                            tf.zeros_like(poison))
 
-    def poisoned_losses(outputs, labels, config, supervised_only):
-        terms = dict(original(outputs, labels, config, supervised_only))
+    def poisoned_losses(outputs, labels, config, supervised_only, *schedule):
+        terms = dict(original(outputs, labels, config, supervised_only, *schedule))
         step = steps.assign_add(1)
         if kind == "loss":
             terms["total"] = terms["total"] + tf.where(step >= 5, np.nan, 0.0)
