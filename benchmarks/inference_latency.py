@@ -61,10 +61,11 @@ def tflite_episode(path: Path, image: np.ndarray) -> Callable[[], np.ndarray]:
     from export.tflite import interpreter
 
     runner = interpreter(path, num_threads=1)
-    # Tensor indices behind the signature names: set/invoke/get without per-call overhead.
-    signature = runner._get_full_signature_list()["serving_default"]
-    input_index = signature["inputs"]["images"]
-    output_index = signature["outputs"]["probabilities"]
+    # Tensor indices behind the signature names (the signature runner's public details):
+    # set/invoke/get without the runner's per-call overhead.
+    signature = runner.get_signature_runner("serving_default")
+    input_index = signature.get_input_details()["images"]["index"]
+    output_index = signature.get_output_details()["probabilities"]["index"]
 
     def run() -> np.ndarray:
         runner.set_tensor(input_index, image)

@@ -46,7 +46,7 @@ def time_training(config: GlimpseConfig, batches: int, repeats: int) -> list[flo
 
     with tempfile.TemporaryDirectory() as logdir:
         trainer = Trainer(config, logdir, verbose=0)
-        step = trainer._train_step(supervised_only=False)
+        step = trainer.train_step(supervised_only=False)
         rates = []
         for repeat in range(repeats + 1):  # The first stretch compiles and warms up.
             dataset = trainer.strategy.experimental_distribute_dataset(

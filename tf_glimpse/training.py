@@ -261,7 +261,11 @@ class Trainer:
         self._apply_gradients(gradients)
         return sums
 
-    def _train_step(self, supervised_only: bool):
+    def train_step(self, supervised_only: bool):
+        """The compiled, distributed training step: (batch, seed [2]) -> summed loss terms.
+
+        One per phase (pre-training on random glimpses, or REINFORCE), built on first use.
+        """
         if supervised_only not in self._train_steps:
             if self.config.strategy == "default":
                 # One XLA program: the episode, its gradients and the update.
@@ -352,7 +356,7 @@ class Trainer:
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA)
         dataset = self.strategy.experimental_distribute_dataset(dataset.with_options(options))
-        step = self._train_step(supervised_only)
+        step = self.train_step(supervised_only)
         phase = "pretrain" if supervised_only else "reinforce"
         progress = progress_bar(self.steps_per_epoch, self.verbose,
                                        stateful_metrics=["loss", "acc", "reward"],
