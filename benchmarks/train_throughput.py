@@ -7,7 +7,15 @@ Times the full training step (sampled episode, losses, gradients, Adam update) f
 by the real canvas pipeline, after a warm-up that includes compilation.  Reports
 the median of several timed stretches, plus the input pipeline alone, to show
 whether the input is a bottleneck.  The LAST line is JSON:
-{"images_per_s": ..., "images_per_s_no_xla": ..., "input_canvases_per_s": ...}.
+{"images_per_s": ..., "images_per_s_no_xla": ..., "input_canvases_per_s": ...,
+"peer_images_per_s": 5566, "ratio_to_peer": ...}.
+
+The peer is kevinzakka's PyTorch RAM training step in the mnist28 setting (8x8
+glimpses, 1 scale, 6 glimpses, batch 128), measured side by side with ours on one
+idle 2-core machine of this kind (issue 14: 4,593 and 5,566 images/s, torch 2.14.1 on
+2 threads; the better is used).  The ratio compares like with like only for that
+setting: ``--img_size 28 --clutter_count 0 --patch_size 8 --stride 4 --steps 6
+--scales 1``.
 """
 
 from __future__ import annotations
@@ -22,6 +30,10 @@ import time
 
 from tf_glimpse.quiet import quiet_tensorflow
 from tf_glimpse.config import GlimpseConfig
+
+
+# kevinzakka's PyTorch RAM, mnist28 setting, side by side on this machine (issue 14).
+PEER_IMAGES_PER_S = 5566
 
 
 def parse_args() -> argparse.Namespace:
@@ -105,9 +117,14 @@ def main() -> None:
                         ("input pipeline alone", [input_rate])):
         print(f"{name:<28}{statistics.median(rates):>18.0f}"
               f"{', '.join(f'{r:.0f}' for r in rates):>32}")
+    ratio = statistics.median(xla) / PEER_IMAGES_PER_S
+    print(f"ratio to the peer's {PEER_IMAGES_PER_S:,} images/s (kevinzakka RAM, mnist28 "
+          f"setting, same machine): {ratio:.2f}x")
     print(json.dumps({"images_per_s": round(statistics.median(xla), 1),
                       "images_per_s_no_xla": round(statistics.median(no_xla), 1),
-                      "input_canvases_per_s": round(input_rate, 1)}))
+                      "input_canvases_per_s": round(input_rate, 1),
+                      "peer_images_per_s": PEER_IMAGES_PER_S,
+                      "ratio_to_peer": round(ratio, 3)}))
 
 
 if __name__ == "__main__":

@@ -251,3 +251,18 @@ def test_window_sensor_flops_do_not_grow_with_the_canvas():
     # [P, L] @ [L, L] @ [L, P] for L = 12, 24, 48: 2 * (P*L*L + P*P*L) each.
     assert costs[60] == 2 * sum(12 * n * n + 144 * n for n in (12, 24, 48))
     assert flops.sensor_flops("matmul", 400, 12, 3) > 100 * costs[400]
+
+
+def test_train_throughput_prints_our_rate_and_the_ratio_to_the_peer(data_dir):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "benchmarks/train_throughput.py", "--img_size", "28", "--clutter_count",
+         "0", "--patch_size", "8", "--stride", "4", "--steps", "2", "--batch_size", "16",
+         "--batches", "2", "--repeats", "1", "--data_dir", data_dir],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["images_per_s"] > 0 and last["peer_images_per_s"] == 5566
+    assert abs(last["ratio_to_peer"] - last["images_per_s"] / 5566) <= 0.001
