@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from export.pipeline import SAVED_MODEL
 from tf_glimpse.quiet import quiet_tensorflow
 
 
@@ -127,13 +128,13 @@ def main() -> int:
     else:
         print(f"(no run directory {run_dir!r}: Keras timing skipped)")
 
-    serving = tf.saved_model.load(str(out_dir / "saved_model")).signatures["serving_default"]
+    serving = tf.saved_model.load(str(out_dir / SAVED_MODEL)).signatures["serving_default"]
     images = tf.constant(image)
     timings["saved_model_ms"] = median_ms(lambda: serving(images=images)["probabilities"].numpy(),
                                           args.runs, args.warmup)
 
     sizes = {"saved_model_bytes": sum(f.stat().st_size for f in
-                                      (out_dir / "saved_model").rglob("*") if f.is_file())}
+                                      (out_dir / SAVED_MODEL).rglob("*") if f.is_file())}
     for variant in ("", "_dynamic", "_int8"):
         path = out_dir / f"glimpse_full{variant}.tflite"
         if path.exists():

@@ -4,7 +4,7 @@
 
 writes
 
-* ``OUT_DIR/saved_model/``          signature ``serving_default``: ``images`` uint8
+* ``OUT_DIR/saved_model/1/``        signature ``serving_default``: ``images`` uint8
   [B, I, I, 1] (pixel values 0..255) -> ``probabilities`` [B, C], ``class_ids`` [B],
   ``locations`` [B, T, 2] (normalised patch centres x, y), ``action_ids`` [B, T],
   ``step_probabilities`` [B, T, C]; greedy policy, so deterministic.

@@ -32,7 +32,18 @@ FULL_MODEL = "glimpse_full.tflite"
 STEP_MODEL = "glimpse_step.tflite"
 CONTEXT_MODEL = "glimpse_context.tflite"  # Only for agents with a context network.
 INFO_FILE = "export_info.json"
-SAVED_MODEL = "saved_model"
+# TensorFlow Serving's layout: a model base path (OUT/saved_model) holding numbered versions.
+SAVED_MODEL = "saved_model/1"
+CLASS_NAMES_FILE = "class_names.txt"  # One name per line, line i = class id i.
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot")
+
+
+def class_names(config) -> list[str]:
+    """The names of the classes, by class id: Fashion-MNIST's, else the ids themselves."""
+    if config.dataset == "fashion_mnist":
+        return list(FASHION_MNIST_CLASSES)
+    return [str(index) for index in range(config.num_classes)]
 
 
 def quantized_name(model_file: str, quantize: str) -> str:
@@ -70,6 +81,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, quantize: str = "none",
         info = _write_all(config, agent, staging, quantize, verify_count, eval_count,
                           calibration_count, log)
         info.update(run_dir=str(Path(run_dir).resolve()), checkpoint=str(checkpoint))
+        (staging / CLASS_NAMES_FILE).write_text("\n".join(class_names(config)) + "\n")
+        info["class_names"] = class_names(config)
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
         _replace_dir(staging, out_dir)
     except BaseException:

@@ -1,10 +1,10 @@
-"""Writing and checking `OUT_DIR/saved_model/` (signature `serving_default`).
+"""Writing and checking `OUT_DIR/saved_model/1/` (TF Serving layout; signature `serving_default`).
 
 Inspect and run it with the standard tools:
 
-    saved_model_cli show --dir OUT_DIR/saved_model --all
+    saved_model_cli show --dir OUT_DIR/saved_model/1 --all
     python -c "import numpy as np; np.save('images.npy', np.zeros((2, 64, 64, 1), np.uint8))"
-    saved_model_cli run --dir OUT_DIR/saved_model --tag_set serve \
+    saved_model_cli run --dir OUT_DIR/saved_model/1 --tag_set serve \
         --signature_def serving_default --inputs images=images.npy
 
 (`--input_exprs` accepts only Python literals, not `np.zeros(...)`.)  The input

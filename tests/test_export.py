@@ -230,6 +230,13 @@ def test_int8_models_are_smaller_and_lose_little_accuracy(exported):
         assert report["op_sets"][quantized][0] == "TFLITE_BUILTINS_INT8"
 
 
+def test_saved_model_has_tensorflow_servings_numbered_layout_and_class_names(exported):
+    out, info = exported
+    assert (out / "saved_model" / "1" / "saved_model.pb").is_file()
+    assert (out / "class_names.txt").read_text().splitlines() == [str(i) for i in range(10)]
+    assert info["class_names"][3] == "3"
+
+
 def test_export_info_describes_the_step_interface(exported, run_dir):
     out, info = exported
     written = json.loads((out / INFO_FILE).read_text())
