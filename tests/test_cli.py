@@ -86,3 +86,47 @@ def test_train_help_groups_the_flags_by_section_with_their_defaults():
 ])
 def test_booleans_take_flag_no_flag_and_values(argv, expected):
     assert build_parser().parse_args(argv).pretrain is expected
+
+
+def test_train_start_shows_no_tensorflow_logging(tmp_path, data_dir):
+    """The first lines a user sees: what is trained and where, then progress; no C++ logs."""
+    import os
+    import re
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--img_size", "28", "--clutter_count", "0",
+         "--patch_size", "8", "--stride", "4", "--steps", "2", "--epochs", "1", "--subset",
+         "128", "--val_size", "64", "--batch_size", "64", "--memory_units", "16",
+         "--embedding_units", "16", "--classifier_units", "16", "--attention_heads", "2",
+         "--data_dir", data_dir, "--logdir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = (result.stdout + result.stderr).splitlines()
+    assert lines[0].startswith("training a glimpse agent") and str(tmp_path / "run") in lines[0]
+    cxx_log = re.compile(r"^[IWEF]\d{4} |absl::|cuda|oneDNN")
+    assert not [line for line in lines[:5] if cxx_log.search(line)], lines[:5]
+
+
+def test_interrupted_training_says_how_to_resume(tmp_path, data_dir, monkeypatch, capsys):
+    from tf_glimpse import cli
+    from tf_glimpse.training import Trainer
+
+    def interrupt(self, epoch, supervised_only, seconds_before=0.0):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch, supervised_only, seconds_before)
+
+    original = Trainer.train_epoch
+    monkeypatch.setattr(Trainer, "train_epoch", interrupt)
+    flags = ["--img_size", "28", "--clutter_count", "0", "--patch_size", "14", "--stride", "14",
+             "--steps", "2", "--epochs", "3", "--subset", "128", "--val_size", "64",
+             "--batch_size", "64", "--memory_units", "16", "--embedding_units", "16",
+             "--classifier_units", "16", "--attention_heads", "2", "--jit_compile", "False",
+             "--data_dir", data_dir, "--logdir", str(tmp_path / "run"), "--quiet"]
+    assert cli.main(flags) == 130
+    message = capsys.readouterr().err.strip().splitlines()
+    assert len(message) == 1 and "interrupted after 1 finished epoch(s)" in message[0]
+    assert message[0].endswith("--resume") and "python train.py" in message[0]
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    assert cli.main([*flags, "--resume"]) == 0  # The printed command continues the run.

@@ -295,3 +295,14 @@ def test_context_agent_exports_a_context_model_the_step_loop_starts_from(tmp_pat
     full = tflite.run_full(tmp_path / "out" / FULL_MODEL, images)
     stepped = run_episodes(tmp_path / "out" / STEP_MODEL, images, info)
     np.testing.assert_array_equal(stepped["action_ids"], full["action_ids"])
+
+
+def test_inference_latency_benchmark_times_every_exported_model(exported):
+    out, _ = exported
+    result = subprocess.run([sys.executable, "benchmarks/inference_latency.py", str(out),
+                             "--runs", "3", "--warmup", "1"], capture_output=True, text=True,
+                            timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("saved_model_ms", "tflite_ms", "tflite_int8_ms"):
+        assert last[key] > 0, (key, last)

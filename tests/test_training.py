@@ -123,3 +123,24 @@ def test_num_classes_comes_from_the_data_and_reaches_config_json_and_the_model(t
     assert saved.num_classes == 3
     images = tf.zeros([2, 28, 28, 1])
     assert agent(images, mode="greedy")["step_logits"].shape == (2, 2, 3)
+
+
+def test_run_logs_its_configuration_to_tensorboards_hparams_plugin(tmp_path):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    config = GlimpseConfig(img_size=28, clutter_count=0, patch_size=7, stride=7, steps=2,
+                           scales=1, batch_size=64, epochs=1, val_size=0, jit_compile=False,
+                           **SMALL)
+    Trainer(config, tmp_path / "run", splits=toy_splits(256, 2), verbose=0).fit()
+    found = {}
+    for path in (tmp_path / "run").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(
+                        value.metadata.plugin_data.content)
+                    if data.HasField("session_start_info"):
+                        found = dict(data.session_start_info.hparams)
+    assert found["lr"].number_value == config.lr
+    assert found["steps"].number_value == 2 and found["context"].bool_value is True
+    assert found["dataset"].string_value == "mnist" and found["minutes"].string_value == "None"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 import time
 import typing
@@ -228,6 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Every finished epoch is checkpointed; the interrupted one is redone on resume.
+        done = int(trainer.epoch.numpy())
+        again = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
+        if "--resume" not in again:
+            again += " --resume"
+        print(f"train.py: interrupted after {done} finished epoch(s), all saved in {logdir}; "
+              f"continue with: {again}", file=sys.stderr)
+        return 130
     print(f"run directory: {logdir}  (tensorboard --logdir {logdir})")
     print({key: metrics[key] for key in ("val_accuracy", "test_accuracy", "epochs",
                                          "train_seconds")})

@@ -31,6 +31,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.hparams import api as hparams_api
 
 from tf_glimpse.agent import GlimpseAgent
 from tf_glimpse.config import RESUMABLE_FIELDS, ConfigError, GlimpseConfig
@@ -416,6 +417,11 @@ class Trainer:
             with self.writer.as_default(step=0):
                 tf.summary.text("config", "```\n" + json.dumps(self.config.to_dict(), indent=2)
                                 + "\n```")
+                # TensorBoard's HPARAMS tab: this run's configuration beside its metrics
+                # (val/... and test/accuracy scalars), runs under runs/ side by side.
+                hparams_api.hparams({name: "None" if value is None else value
+                                     for name, value in self.config.to_dict().items()},
+                                    trial_id=self.logdir.name)
         history = self._load_history()
         train_seconds = history.get("train_seconds", 0.0)
         for epoch in range(start, self.total_epochs):
