@@ -38,7 +38,7 @@ HELP = {
     "stride": "grid stride s; must divide I - P, or equal P (tiles)",
     "scales": "glimpse scales k (scale j covers P*2^j pixels, resized to P)",
     "steps": "glimpses per episode T",
-    "sensor_backend": "matmul (XLA + TFLite friendly) or crop_and_resize (reference)",
+    "sensor_backend": "matmul (XLA + TFLite), window (reads only the windows; XLA + TFLite) or crop_and_resize (reference)",
     "encoder": "glimpse encoder: mlp or cnn",
     "mask_visited": "forbid looking at a cell twice",
     "final_reward": "reward R: +R for a right final prediction, -R otherwise",
