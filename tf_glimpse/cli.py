@@ -24,7 +24,7 @@ import sys
 import time
 import typing
 
-from tf_glimpse.config import SECTIONS, ConfigError, GlimpseConfig
+from tf_glimpse.config import DERIVED_FIELDS, SECTIONS, ConfigError, GlimpseConfig
 
 HELP = {
     "dataset": "mnist, fashion_mnist or tfds:NAME (a grayscale 28x28 TFDS dataset; needs internet)",
@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Booleans take --flag / --no-flag or a value (--pretrain True).")
     add_config_flags(parser)
     run = parser.add_argument_group("run directory")
+    run.add_argument("--config", default=None, metavar="RUN/config.json",
+                     help="start from a run's configuration; flags given beside it override it")
     run.add_argument("--logdir", default=None,
                      help="run directory (default: runs/<date>-<time>)")
     run.add_argument("--resume", action=BooleanFlag, default=False,
@@ -209,6 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     """Parse flags, validate them (exit 2 on a bad value), train, print the final metrics."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.config:  # The file's values become the defaults; flags given still win.
+        try:
+            saved = GlimpseConfig.from_json(args.config).to_dict()
+        except (OSError, ValueError) as error:
+            parser.error(f"--config {args.config}: {error}")
+        parser.set_defaults(**{name: value for name, value in saved.items()
+                               if name not in DERIVED_FIELDS})
+        args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
         check_trainable(config)
