@@ -37,8 +37,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="validation canvases the quantized models are scored on")
     parser.add_argument("--calibration_count", type=int, default=200,
                         help="validation canvases (not among the scored ones) that calibrate int8")
+    parser.add_argument("--max_accuracy_drop", type=float, default=0.01,
+                        help="fail, writing nothing, when a quantized model loses more than "
+                             "this fraction of accuracy on the scored canvases (0.01 = 1 point)")
     parser.add_argument("--quiet", action="store_true", help="print only errors")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.max_accuracy_drop <= 1.0:
+        parser.error(f"--max_accuracy_drop={args.max_accuracy_drop} is out of range; "
+                     f"valid range: 0..1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         info = export_run(args.run_dir, args.out, args.quantize, overwrite=args.overwrite,
                           verify_count=args.verify_count, eval_count=args.eval_count,
                           calibration_count=args.calibration_count,
-                          kind=args.checkpoint, log=log)
+                          kind=args.checkpoint, log=log,
+                          max_accuracy_drop=args.max_accuracy_drop)
     except (RunError, ConfigError, FileExistsError) as error:  # RUN_DIR or OUT_DIR unusable.
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -55,8 +55,12 @@ def quantized_name(model_file: str, quantize: str) -> str:
 def export_run(run_dir: str | Path, out_dir: str | Path, quantize: str = "none",
                overwrite: bool = False, verify_count: int = 64, eval_count: int = 1000,
                calibration_count: int = 200, kind: str = "best",
-               log: Callable[[str], None] = print) -> dict:
+               log: Callable[[str], None] = print, max_accuracy_drop: float = 0.01) -> dict:
     """Export the trained agent of `run_dir` to `out_dir`; returns the export_info dict.
+
+    A quantized model that loses more than `max_accuracy_drop` (a fraction: 0.01 is
+    one point) of the float model's accuracy on the scored validation canvases fails
+    the export with ExportError.
 
     Raises `tf_glimpse.runs.RunError` for a missing or checkpoint-less run,
     `ExportError` for a model that fails a check, `FileExistsError` if
@@ -79,7 +83,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, quantize: str = "none",
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         info = _write_all(config, agent, staging, quantize, verify_count, eval_count,
-                          calibration_count, log)
+                          calibration_count, log, max_accuracy_drop)
         info.update(run_dir=str(Path(run_dir).resolve()), checkpoint=str(checkpoint))
         (staging / CLASS_NAMES_FILE).write_text("\n".join(class_names(config)) + "\n")
         info["class_names"] = class_names(config)
@@ -117,7 +121,7 @@ def _check_images(config, count: int, log) -> tuple[np.ndarray, np.ndarray | Non
 
 
 def _write_all(config, agent, out: Path, quantize: str, verify_count: int, eval_count: int,
-               calibration_count: int, log) -> dict:
+               calibration_count: int, log, max_accuracy_drop: float) -> dict:
     import tensorflow as tf
 
     from export import saved_model, tflite
@@ -183,7 +187,7 @@ def _write_all(config, agent, out: Path, quantize: str, verify_count: int, eval_
 
     if quantize != "none":
         info["quantization"] = _quantize(episode, stepper, out, quantize, images, labels,
-                                         source, calibration, info, log)
+                                         source, calibration, info, log, max_accuracy_drop)
         for name in (quantized_name(FULL_MODEL, quantize), quantized_name(STEP_MODEL, quantize)):
             info["files"][name] = (out / name).stat().st_size
             info["ops"][name] = dict(tflite.op_counts(out / name))
@@ -193,7 +197,7 @@ def _write_all(config, agent, out: Path, quantize: str, verify_count: int, eval_
 
 def _quantize(episode, stepper, out: Path, quantize: str, images: np.ndarray,
               labels: np.ndarray | None, source: str, calibration: np.ndarray, info: dict,
-              log) -> dict:
+              log, max_accuracy_drop: float) -> dict:
     """Write the quantized full and step models; compare their accuracy with the float ones.
 
     int8 calibrates the full model on `calibration` canvases and the step model on
@@ -253,6 +257,14 @@ def _quantize(episode, stepper, out: Path, quantize: str, images: np.ndarray,
     report["step_accuracy_change"] = report["step_accuracy"] - float_accuracy
     log(f"  accuracy on {len(images)} {source}: float {float_accuracy:.4f}, {quantize} full "
         f"{report['full_accuracy']:.4f}, {quantize} step {report['step_accuracy']:.4f}")
+    worst = -min(report["full_accuracy_change"], report["step_accuracy_change"])
+    if worst > max_accuracy_drop:
+        raise ExportError(
+            f"--quantize {quantize} loses {100 * worst:.1f} points of accuracy on {len(images)} "
+            f"{source} (float {float_accuracy:.4f}, {quantize} full "
+            f"{report['full_accuracy']:.4f}, step {report['step_accuracy']:.4f}), more than "
+            f"--max_accuracy_drop {max_accuracy_drop:g}; nothing was written. Use --quantize "
+            f"dynamic, or allow a larger drop")
     return report
 
 

@@ -61,7 +61,7 @@ def exported(run_dir, tmp_path_factory) -> tuple[Path, dict]:
     """The export of `run_dir` (float, step and int8 models) and its export_info."""
     out = tmp_path_factory.mktemp("exports") / "tiny"
     info = export_run(run_dir, out, quantize="int8", verify_count=CHECK_COUNT, eval_count=500,
-                      calibration_count=100, log=lambda message: None)
+                      calibration_count=100, log=lambda message: None, max_accuracy_drop=0.07)
     return out, info
 
 
@@ -306,3 +306,12 @@ def test_inference_latency_benchmark_times_every_exported_model(exported):
     last = json.loads(result.stdout.strip().splitlines()[-1])
     for key in ("saved_model_ms", "tflite_ms", "tflite_int8_ms"):
         assert last[key] > 0, (key, last)
+
+
+def test_quantized_export_that_loses_too_much_accuracy_fails_and_writes_nothing(run_dir, tmp_path):
+    out = tmp_path / "strict"
+    # A negative tolerance fails every model: the mechanism, whatever int8 loses here.
+    with pytest.raises(ExportError, match="more than --max_accuracy_drop -1; nothing was written"):
+        export_run(run_dir, out, quantize="int8", verify_count=8, eval_count=200,
+                   calibration_count=50, log=lambda message: None, max_accuracy_drop=-1.0)
+    assert not out.exists() and not list(tmp_path.iterdir())
