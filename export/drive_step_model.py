@@ -5,11 +5,10 @@ copy it next to `glimpse_step.tflite` and `export_info.json` on the device.
 
     import json
     import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-    from export.drive_step_model import read_glimpse
+    from export.drive_step_model import open_interpreter, read_glimpse
 
     info = json.load(open("OUT_DIR/export_info.json"))
-    step = Interpreter("OUT_DIR/glimpse_step.tflite").get_signature_runner()
+    step = open_interpreter("OUT_DIR/glimpse_step.tflite").get_signature_runner()
     state = {name: np.zeros(shape, np.float32)
              for name, shape in info["step_model"]["state_shapes"].items()}
     action = int(np.argmax(info["initial_logits"]))  # the first cell: nothing seen yet
@@ -122,7 +121,7 @@ def run_episode(step_runner, image: np.ndarray, info: dict,
     """One greedy episode with the step model: what glimpse_full.tflite computes in one call.
 
     Args:
-      step_runner: `Interpreter(...).get_signature_runner()` of glimpse_step.tflite.
+      step_runner: `open_interpreter(...).get_signature_runner()` of glimpse_step.tflite.
       image: the canvas, uint8 [I, I] or [I, I, 1].
       info: the parsed export_info.json.
       record: if given, the inputs of every step call are appended to it (as dicts).

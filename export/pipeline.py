@@ -286,6 +286,20 @@ def _describe(config, agent, initial: np.ndarray | None, shapes: dict) -> dict:
         "images_input": {"name": "images", "dtype": "uint8", "shape": [None, grid.img_size,
                                                                       grid.img_size, 1],
                          "range": "0..255 (the model divides by 255)"},
+        # Every TFLite model's inputs: name -> dtype and shape (batch size 1).
+        "tflite_inputs": {
+            FULL_MODEL: {"images": {"dtype": "uint8", "shape": [1, grid.img_size,
+                                                                grid.img_size, 1]}},
+            STEP_MODEL: {
+                "glimpse": {"dtype": "float32",
+                            "shape": [1, config.scales, grid.patch_size, grid.patch_size]},
+                "action": {"dtype": "int32", "shape": [1]},
+                "step": {"dtype": "int32", "shape": [1]},
+                **{name: {"dtype": "float32", "shape": shape} for name, shape in shapes.items()}},
+            **({CONTEXT_MODEL: {"images": {"dtype": "uint8", "shape": [1, grid.img_size,
+                                                                       grid.img_size, 1]}}}
+               if config.context else {}),
+        },
         "step_model": {
             "inputs": {"glimpse": [1, config.scales, grid.patch_size, grid.patch_size],
                        "action": [1], "step": [1], **shapes},

@@ -244,6 +244,12 @@ def test_export_info_describes_the_step_interface(exported, run_dir):
     assert len(written["initial_logits"]) == written["grid"]["num_actions"] == 9
     assert written["steps"] == 4 and written["grid"]["size"] == 3
     assert written["step_model"]["state_shapes"]["embeddings"] == [1, 4, 32]
+    # The listed TFLite inputs are the models' own (name, dtype, shape).
+    for model_file, listed in written["tflite_inputs"].items():
+        runner = tflite.interpreter(out / model_file).get_signature_runner()
+        actual = {name: (detail["dtype"].__name__, [int(d) for d in detail["shape"]])
+                  for name, detail in runner.get_input_details().items()}
+        assert actual == {name: (spec["dtype"], spec["shape"]) for name, spec in listed.items()}
     assert written["run_dir"] == str(run_dir.resolve())
     assert "validation canvases" in written["verification"]["images"]
 
