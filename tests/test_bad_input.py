@@ -292,3 +292,21 @@ def test_fetch_from_a_corrupt_directory_exits_1_naming_the_file(tmp_path, monkey
     assert f"also unusable: {source / bad_file}: cannot read or decompress" in lines[0]
     assert not (tmp_path / "out").exists()  # Nothing written.
     assert snapshot(source) == before
+
+
+@pytest.mark.parametrize("damage", ["{not json", '{"img_size": "sixty"}', '{"colour": 1}'])
+def test_damaged_config_json_is_one_line_exit_2_for_report_export_and_resume(tmp_path, damage):
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    (run / "config.json").write_text(damage)
+    commands = {
+        "report": [sys.executable, "-m", "tf_glimpse.report", str(run), "--quiet"],
+        "export": [sys.executable, "-m", "export", str(run), "--out", str(tmp_path / "out")],
+        "resume": [sys.executable, "train.py", "--logdir", str(run), "--resume", "--quiet"],
+    }
+    for name, command in commands.items():
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert result.returncode == 2, (name, result.stderr[-1500:])
+        errors = [line for line in result.stderr.splitlines() if line.strip()]
+        assert "damaged" in errors[-1] and "Traceback" not in result.stderr, (name, errors)
+    assert not (tmp_path / "out").exists()

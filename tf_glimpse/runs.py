@@ -21,7 +21,12 @@ def load_config(run_dir: str | Path) -> GlimpseConfig:
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise RunError(f"{path} not found: {run_dir} is not a train.py run directory")
-    return GlimpseConfig.from_json(path)
+    try:
+        return GlimpseConfig.from_json(path)
+    except (ValueError, TypeError) as error:  # Not JSON, an unknown key, a bad value.
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise RunError(f"{path} is damaged ({reason}); restore it from the run's copy or "
+                       f"train again") from error
 
 
 def latest_checkpoint(run_dir: str | Path, kind: str = "best") -> str:

@@ -40,6 +40,7 @@ from tf_glimpse.data.sources import Splits, load_splits
 from tf_glimpse.metrics import glimpse_hits, sequence_diversity, step_correct
 from tf_glimpse.progress import progress_bar
 from tf_glimpse.rewards import agent_losses
+from tf_glimpse.runs import RunError, load_config
 from tf_glimpse.schedules import BudgetCosineDecay, BudgetProgress, entropy_weight
 from tf_glimpse.visualize import heatmap_image, position_counts, trajectory_images
 
@@ -182,7 +183,11 @@ class Trainer:
             if not resume:
                 raise ConfigError(f"logdir={str(self.logdir)!r} already holds a run; pass "
                                   f"--resume to continue it or choose another --logdir")
-            check_resumable(GlimpseConfig.from_json(config_path), self.config)
+            try:
+                saved = load_config(self.logdir)
+            except RunError as error:  # A damaged or hand-edited config.json.
+                raise ConfigError(str(error)) from error
+            check_resumable(saved, self.config)
         self.logdir.mkdir(parents=True, exist_ok=True)
         if self.is_chief:
             self.config.to_json(config_path)
