@@ -28,8 +28,8 @@ import tempfile
 import time
 
 
+from tf_glimpse.config import SENSOR_BACKENDS, GlimpseConfig
 from tf_glimpse.quiet import quiet_tensorflow
-from tf_glimpse.config import GlimpseConfig
 
 
 # kevinzakka's PyTorch RAM, mnist28 setting, side by side on this machine (issue 14).
@@ -45,6 +45,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--stride", type=int, default=4)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--scales", type=int, default=1)
+    parser.add_argument("--sensor_backend", default="matmul", choices=SENSOR_BACKENDS,
+                        help="glimpse sensor backend (window: cost independent of the canvas)")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=30, help="batches per timed stretch")
     parser.add_argument("--repeats", type=int, default=3, help="timed stretches (median)")
@@ -104,13 +106,14 @@ def main() -> None:
     base = GlimpseConfig(img_size=args.img_size, clutter_count=args.clutter_count,
                          patch_size=args.patch_size, stride=args.stride, steps=args.steps,
                          scales=args.scales, batch_size=args.batch_size, data_dir=args.data_dir,
+                         sensor_backend=args.sensor_backend,
                          subset=args.batch_size * (args.batches + 1))
     xla = time_training(base, args.batches, args.repeats)
     no_xla = time_training(base.replace(jit_compile=False), args.batches, args.repeats)
     input_rate = time_input(base, 4 * args.batches)
     setting = (f"{args.img_size}x{args.img_size}, clutter {args.clutter_count}, "
                f"{args.patch_size}x{args.patch_size}x{args.scales}, stride {args.stride}, "
-               f"{args.steps} steps, batch {args.batch_size}")
+               f"{args.steps} steps, batch {args.batch_size}, sensor {args.sensor_backend}")
     print(f"training throughput on {os.cpu_count()} CPU cores: {setting}")
     print(f"{'what':<28}{'median images/s':>18}{'all stretches':>32}")
     for name, rates in (("train step, XLA", xla), ("train step, no XLA", no_xla),
