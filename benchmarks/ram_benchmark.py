@@ -253,7 +253,7 @@ def train_and_store_cnn(args: argparse.Namespace, config: GlimpseConfig, splits,
 
     budget = budget_of(config)
     print(f"CNN baseline: {budget} on the same canvases", flush=True)
-    seconds = 60.0 * config.minutes if config.minutes is not None else None
+    seconds = config.budget_seconds
     epochs = MAX_EPOCHS_WITH_BUDGET if seconds else int(budget["epochs"])
     cnn = train_cnn(splits, config, epochs, logdir / "cnn", resume=args.resume, seconds=seconds)
     entry = {"setting": args.setting, "budget": budget, "hardware": hardware(),

@@ -154,6 +154,11 @@ class GlimpseConfig:
         return ActionGrid(self.img_size, self.patch_size, self.stride)
 
     @property
+    def budget_seconds(self) -> float | None:
+        """The --minutes budget in seconds of training, or None without one."""
+        return None if self.minutes is None else 60.0 * self.minutes
+
+    @property
     def num_actions(self) -> int:
         """N * N, the number of grid cells the policy chooses from."""
         return self.grid.num_actions

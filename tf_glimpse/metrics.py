@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_glimpse.grid import ActionGrid
+from tf_glimpse.sensor import patch_top_left
 
 
 def step_correct(step_logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -21,9 +22,7 @@ def glimpse_hits(actions: tf.Tensor, boxes: tf.Tensor, grid: ActionGrid) -> tf.T
     `boxes` are (top, left, bottom, right) in canvas pixels, half-open, as produced
     by the canvas pipeline.
     """
-    actions = tf.cast(actions, tf.int32)
-    top = grid.origin + (actions // grid.size) * grid.stride
-    left = grid.origin + (actions % grid.size) * grid.stride
+    top, left = patch_top_left(grid, actions)  # [B, T] each
     boxes = tf.cast(boxes, tf.int32)[:, None, :]
     overlap_rows = (top < boxes[..., 2]) & (top + grid.patch_size > boxes[..., 0])
     overlap_cols = (left < boxes[..., 3]) & (left + grid.patch_size > boxes[..., 1])

@@ -198,11 +198,8 @@ def summarize(episodes: Episodes) -> dict:
 
     accuracy_per_step = episodes.correct.mean(axis=0)
     hit_rate_per_step = episodes.hits.mean(axis=0)
-    diversity = sequence_diversity(episodes.actions)
     return {
-        "distinct_sequences": diversity["distinct_sequences"],
-        "modal_sequence": diversity["modal_sequence"],
-        "modal_share": diversity["modal_share"],
+        **sequence_diversity(episodes.actions),
         "accuracy": float(accuracy_per_step[-1]),
         "error": float(1.0 - accuracy_per_step[-1]),
         "hit_rate": float(episodes.hits.mean()),

@@ -75,6 +75,17 @@ def window_weights(grid: ActionGrid, scale: int) -> tuple[np.ndarray, int]:
 BACKENDS = ("matmul", "crop_and_resize", "window")
 
 
+def patch_top_left(grid: ActionGrid, actions: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Pixel (top, left) of each action's P x P patch: actions [...] -> int32 [...] each.
+
+    `ActionGrid.top_left` in TF ops, gathered from its table, so the grid stays the
+    one place of the rule.
+    """
+    table = np.stack(grid.top_left(np.arange(grid.num_actions)), axis=-1).astype(np.int32)
+    corners = tf.gather(tf.constant(table), tf.cast(actions, tf.int32))  # [..., 2]
+    return corners[..., 0], corners[..., 1]
+
+
 class GlimpseSensor(keras.layers.Layer):
     """Keras layer: (images [B, I, I, 1], actions [B]) -> glimpses [B, k, P, P]."""
 
@@ -101,9 +112,8 @@ class GlimpseSensor(keras.layers.Layer):
         return self._crop_and_resize_glimpses(images, actions)
 
     def _window_glimpses(self, images: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
-        n, size = self.grid.size, self.grid.img_size
-        top = self.grid.origin + (actions // n) * self.grid.stride  # [B]
-        left = self.grid.origin + (actions % n) * self.grid.stride
+        size = self.grid.img_size
+        top, left = patch_top_left(self.grid, actions)  # [B] each
         image = images[..., 0]  # [B, I, I]
         batch = tf.range(tf.shape(images)[0])
         glimpses = []
@@ -136,10 +146,8 @@ class GlimpseSensor(keras.layers.Layer):
         pad = int(np.ceil(p * (2 ** (self.scales - 1) - 1) / 2.0)) + p + 1
         padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
         extent = float(size + 2 * pad - 1)
-        n = self.grid.size
-        origin = self.grid.origin + pad
-        top = tf.cast((actions // n) * self.grid.stride + origin, tf.float32)
-        left = tf.cast((actions % n) * self.grid.stride + origin, tf.float32)
+        top, left = (tf.cast(corner + pad, tf.float32)
+                     for corner in patch_top_left(self.grid, actions))
         batch = tf.shape(images)[0]
         glimpses = []
         for j in range(self.scales):

@@ -121,11 +121,10 @@ class Trainer:
                               f"there are; valid range: 1..{self.train_size}")
         self.steps_per_epoch = self.train_size // self.images_per_batch
         self.total_epochs = config.epochs + (config.pretrain_epochs if config.pretrain else 0)
-        self.budget_seconds = 60.0 * config.minutes if config.minutes is not None else None
         # The strategy first: MultiWorkerMirroredStrategy must exist before any variable.
         self.strategy = make_strategy(config.strategy)
         self.progress = BudgetProgress(self.total_epochs * self.steps_per_epoch,
-                                       self.budget_seconds)
+                                       config.budget_seconds)
         # Where this worker saves checkpoints.  Under MultiWorkerMirroredStrategy every
         # worker must take part in a save; the non-chief ones save into a directory of
         # their own, deleted at the end of `finish`.
@@ -474,7 +473,8 @@ class Trainer:
 
     def budget_spent(self, train_seconds: float, epoch: int) -> bool:
         """Whether the --minutes budget is used up before `epoch` (0-based) starts."""
-        if self.budget_seconds is None or train_seconds < self.budget_seconds:
+        budget = self.config.budget_seconds
+        if budget is None or train_seconds < budget:
             return False
         if self.verbose:
             print(f"time budget of {self.config.minutes:g} min spent after {epoch} epochs "
