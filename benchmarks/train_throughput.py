@@ -54,8 +54,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def time_training(config: GlimpseConfig, batches: int, repeats: int) -> list[float]:
-    """Images/s of `repeats` stretches of `batches` training steps (after a warm-up)."""
+def time_training(config: GlimpseConfig, batches: int, repeats: int,
+                  prepared: bool = False) -> list[float]:
+    """Images/s of `repeats` stretches of `batches` training steps (after a warm-up).
+
+    The canvases come from the real input pipeline, running beside the step;
+    with `prepared` they are made before the clock starts and held in memory, so
+    the figure is the training step's alone.
+    """
     from tf_glimpse.training import Trainer
 
     with tempfile.TemporaryDirectory() as logdir:
@@ -63,9 +69,9 @@ def time_training(config: GlimpseConfig, batches: int, repeats: int) -> list[flo
         step = trainer.train_step(supervised_only=False)
         rates = []
         for repeat in range(repeats + 1):  # The first stretch compiles and warms up.
-            dataset = trainer.strategy.experimental_distribute_dataset(
-                _train_batches(trainer, repeat, batches))
-            iterator = iter(dataset)
+            dataset = _train_batches(trainer, repeat, batches)
+            iterator = iter(list(dataset) if prepared else
+                            trainer.strategy.experimental_distribute_dataset(dataset))
             next_batch = next(iterator)
             started = time.perf_counter()
             for _ in range(batches):

@@ -266,3 +266,29 @@ def test_train_throughput_prints_our_rate_and_the_ratio_to_the_peer(data_dir):
     last = json.loads(result.stdout.strip().splitlines()[-1])
     assert last["images_per_s"] > 0 and last["peer_images_per_s"] == 5566
     assert abs(last["ratio_to_peer"] - last["images_per_s"] / 5566) <= 0.001
+
+
+def test_sensor_scaling_keeps_the_window_agents_flops_flat_and_rejects_a_grid_that_does_not_fit(
+        data_dir):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "benchmarks/sensor_scaling.py", "--sizes", "28", "40",
+               "--patch_size", "8", "--scales", "2", "--steps", "2", "--grid_size", "3",
+               "--batch_size", "16", "--batches", "2", "--repeats", "1", "--data_dir", data_dir]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["grid"] == {"28": 3, "40": 3}
+    assert last["sensor_flops_per_image"]["28"] == last["sensor_flops_per_image"]["40"]
+    # The rest of the agent's cost grows only with the context network's coarse view.
+    assert last["flops_per_image"]["40"] < 1.01 * last["flops_per_image"]["28"]
+    assert last["cnn_flops_per_image"] == {str(size): flops.cnn_flops(cnn_layers(size), size)
+                                           for size in (28, 40)}
+    assert all(rate > 0 for rate in last["images_per_s"].values())
+    assert abs(last["ratio_largest_to_smallest"]
+               - last["images_per_s"]["40"] / last["images_per_s"]["28"]) < 0.01
+    # 4 - 1 = 3 divides neither 28 - 8 nor 40 - 8: a usage error naming the sizes.
+    bad = subprocess.run(command[:-8] + ["--grid_size", "4"], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert bad.returncode == 2 and "--grid_size 4" in bad.stderr and "Traceback" not in bad.stderr
