@@ -18,15 +18,16 @@ embedding and classifier widths):
     gru_state   float32 [1, G]        the classifier's GRU state (zeros at t = 0)
     visited     float32 [1, A]        1 for cells already looked at (zeros at t = 0)
 
-Outputs: ``next_logits`` [1, A] (policy logits of the cell for step t + 1; with
-``mask_visited`` visited cells get -1e9), ``probabilities`` [1, C] (class
+Outputs: ``next_logits`` [1, A] (policy logits of the cell for step t + 1, whose
+argmax is the greedy cell; with ``mask_visited`` visited cells get a logit one below
+the lowest, `LocationPolicy.ranking`), ``probabilities`` [1, C] (class
 probabilities after glimpses 0..t) and the new ``lstm_h``, ``lstm_c``,
 ``embeddings``, ``gru_state`` and ``visited`` (same names as the inputs, so the
 caller feeds them straight back).
 
 Nothing here re-implements the agent: the step calls `GlimpseAgent.remember`
 (encoder + memory), `StepClassifier.step` (the causal classifier's work for step
-t) and `GlimpseAgent.next_logits` (policy + visited mask), the same code the
+t) and `GlimpseAgent.next_logits` (`LocationPolicy.ranking`: policy + visited mask), the same code the
 training episode runs.  This reproduces the full model's step_logits[:, t]
 exactly, up to float rounding.  The first cell (nothing seen yet) comes from
 `initial_logits`, which the export writes to `export_info.json`, or for an agent

@@ -93,12 +93,12 @@ def test_greedy_is_deterministic_and_sampling_follows_the_seed(agent, images):
 
 
 def test_first_location_comes_from_the_learned_initial_logits(agent, images):
-    agent.initial_logits.assign(tf.one_hot(7, CONFIG.num_actions) * 50.0)
+    agent.policy.initial_logits.assign(tf.one_hot(7, CONFIG.num_actions) * 50.0)
     try:
         actions = agent(images, mode="greedy")["actions"].numpy()
         assert np.all(actions[:, 0] == 7)
     finally:
-        agent.initial_logits.assign(tf.zeros([CONFIG.num_actions]))
+        agent.policy.initial_logits.assign(tf.zeros([CONFIG.num_actions]))
 
 
 def test_mask_visited_never_repeats_a_cell(images):
@@ -154,3 +154,25 @@ def test_memory_trains_encoder_lets_reinforce_reach_the_encoder(images):
     gradients = dict(zip([v.path for v in variables], tape.gradient(loss, variables)))
     assert nonzero(gradients, "glimpse_encoder")
     assert not nonzero(gradients, "step_classifier")  # The classifier never serves the policy.
+
+
+def test_policy_ranking_picks_the_distributions_argmax_within_the_logits_range():
+    from tf_glimpse.modules import LocationPolicy
+
+    policy = LocationPolicy(9, learned_first=False, mask_visited=True)
+    hidden = tf.random.stateless_normal([64, 5], seed=[1, 2])
+    policy(hidden, step=1)
+    # Ties too: a kernel of zeros gives every cell the bias' logit.
+    visited = tf.cast(tf.random.stateless_uniform([64, 9], seed=[3, 4]) < 0.5, tf.float32)
+    visited = tf.concat([visited[:, :8], tf.zeros([64, 1])], axis=1)  # One cell always free.
+    for kernel in (policy.head.kernel.numpy(), np.zeros_like(policy.head.kernel.numpy())):
+        policy.head.kernel.assign(kernel)
+        distribution = policy.logits(hidden, 1, visited).numpy()
+        ranking = policy.ranking(hidden, 1, visited).numpy()
+        raw = policy.raw_logits(hidden, 1).numpy()
+        np.testing.assert_array_equal(np.argmax(ranking, -1), np.argmax(distribution, -1))
+        assert np.all(distribution[visited.numpy() > 0] == -1e9)
+        # The ranking stays within the raw logits' range (int8 keeps its resolution).
+        assert ranking.min() >= raw.min() - 1.0 and ranking.max() <= raw.max()
+        greedy = policy(hidden, step=1, visited=visited, mode="greedy")["action"].numpy()
+        np.testing.assert_array_equal(greedy, np.argmax(distribution, -1))

@@ -2,11 +2,12 @@
 
 One episode of T steps, for t = 0 .. T-1:
 
-1. Policy: a `tfp.distributions.Categorical` over the N*N grid cells.  Its logits
-   come from the memory state h_{t-1}; the first location (t = 0, nothing seen
-   yet) is drawn from a learned, image-independent logit vector
-   (`initial_logits`), or with `context` from h_{-1}, set by a coarse view of
-   the whole canvas (`ContextNetwork`).  With `mask_visited` cells already looked at get -inf logits.
+1. Policy (`LocationPolicy`): a `tfp.distributions.Categorical` over the N*N grid
+   cells.  Its logits come from the memory state h_{t-1}; the first location (t = 0,
+   nothing seen yet) is drawn from a learned, image-independent logit vector
+   (`initial_logits`), or with `context` from h_{-1}, set by a coarse view of the
+   whole canvas (`ContextNetwork`).  With `mask_visited` cells already looked at
+   have probability 0.
 2. Sensor: the glimpse at the chosen cell (`GlimpseSensor`, k scales).
 3. Encoder: "what" + "where" -> embedding e_t.
 4. Memory: h_t = LSTM(e_t, h_{t-1}).
@@ -18,8 +19,8 @@ step (causally).  Gradients: the classification loss trains encoder and classifi
 the memory loss (`memory_head` on h_t) trains memory, memory head and context;
 REINFORCE trains policy, memory, context and initial logits (the memory reads a
 stop-gradiented e_t, unless `memory_trains_encoder`: then REINFORCE and the memory
-loss train the encoder too); the value loss trains the baseline head only.  The policy chooses locations from memory only, and actions are
-discrete samples, so no gradient of the classification loss can reach the policy
+loss train the encoder too); the value loss trains the baseline head only.  The
+policy chooses locations from memory only, and actions are discrete samples, so no gradient of the classification loss can reach the policy
 through the chosen location.
 
 Policies (`mode`): "sample" (training), "greedy" (argmax, deterministic; evaluation
@@ -31,14 +32,13 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from tf_glimpse.config import GlimpseConfig
-from tf_glimpse.modules import ContextNetwork, GlimpseEncoder, StepClassifier
+from tf_glimpse.modules import (POLICY_MODES, ContextNetwork, GlimpseEncoder, LocationPolicy,
+                                StepClassifier)
 from tf_glimpse.sensor import GlimpseSensor
 
-MODES = ("sample", "greedy", "random", "given")
-_MASKED = -1e9  # Logit of a visited cell with mask_visited: far below any real logit.
+MODES = POLICY_MODES
 
 
 class GlimpseAgent(keras.Model):
@@ -69,7 +69,8 @@ class GlimpseAgent(keras.Model):
         self.encoder = GlimpseEncoder(config.encoder, config.glimpse_units,
                                       config.location_units, config.embedding_units)
         self.memory = keras.layers.LSTMCell(config.memory_units)
-        self.policy_head = keras.layers.Dense(self.num_actions, name="policy_head")
+        self.policy = LocationPolicy(self.num_actions, learned_first=not config.context,
+                                     mask_visited=config.mask_visited, name="location_policy")
         self.baseline_head = keras.layers.Dense(1, name="baseline_head")
         # The memory's own classifier: its loss makes h_t carry what the glimpses showed.
         self.memory_head = keras.layers.Dense(config.num_classes, name="memory_head")
@@ -77,8 +78,6 @@ class GlimpseAgent(keras.Model):
                         if config.context else None)
         self.classifier = StepClassifier(config.num_classes, config.classifier_units,
                                          config.attention_heads)
-        self.initial_logits = self.add_weight(
-            shape=(self.num_actions,), initializer="zeros", name="initial_logits")
 
     @classmethod
     def from_glimpse_config(cls, config: GlimpseConfig) -> "GlimpseAgent":
@@ -99,22 +98,12 @@ class GlimpseAgent(keras.Model):
         return [zeros, zeros]
 
     def next_logits(self, hidden: tf.Tensor, step: int, visited: tf.Tensor | None) -> tf.Tensor:
-        """Policy logits [B, A] for the location of `step`, from memory h_{step-1}.
+        """Logits [B, A] whose argmax is the greedy cell of `step`, from memory h_{step-1}.
 
-        Without a context network the first location (nothing seen yet) comes from the
-        learned, image-independent `initial_logits`; with one, from h_{-1} = context.
+        `LocationPolicy.ranking`: visited cells rank below all others without the
+        distribution's -1e9, so that the exported (and int8) models keep the range.
         """
-        if step == 0 and self.context is None:
-            logits = tf.zeros_like(self.policy_head(hidden)) + self.initial_logits
-        else:
-            logits = self.policy_head(hidden)
-        return self.mask(logits, visited)
-
-    def mask(self, logits: tf.Tensor, visited: tf.Tensor | None) -> tf.Tensor:
-        """With `mask_visited`, give visited cells (visited > 0) a logit of -1e9."""
-        if not self.mask_visited or visited is None:
-            return logits
-        return tf.where(visited > 0, tf.cast(_MASKED, logits.dtype), logits)
+        return self.policy.ranking(hidden, step, visited)
 
     def observe(self, images: tf.Tensor, actions: tf.Tensor,
                 state: list[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
@@ -160,26 +149,19 @@ class GlimpseAgent(keras.Model):
                                        "policy_logits", "embeddings", "glimpses",
                                        "memory_logits")}
         for step in range(self.steps):
-            logits = self.next_logits(state[0], step, visited)
-            if mode == "random":
-                logits = self.mask(tf.zeros_like(logits), visited)
-            policy = tfp.distributions.Categorical(logits=logits)
-            if mode == "given":
-                action = tf.cast(actions[:, step], tf.int32)
-            elif mode == "greedy":
-                action = tf.argmax(logits, axis=-1, output_type=tf.int32)
-            else:
-                action = tf.cast(policy.sample(seed=step_seeds[step]), tf.int32)
-            action = tf.stop_gradient(action)
+            choice = self.policy(state[0], step=step, visited=visited, mode=mode,
+                                 seed=step_seeds[step],
+                                 given=None if actions is None else actions[:, step])
+            action = choice["action"]
             baseline = self.baseline_head(tf.stop_gradient(state[0]))[:, 0]
             glimpses, embedding, state = self.observe(images, action, state)
             if visited is not None:
                 visited = tf.maximum(visited, tf.one_hot(action, self.num_actions))
             records["actions"].append(action)
-            records["log_probs"].append(policy.log_prob(action))
-            records["entropies"].append(policy.entropy())
+            records["log_probs"].append(choice["log_prob"])
+            records["entropies"].append(choice["entropy"])
             records["baselines"].append(baseline)
-            records["policy_logits"].append(logits)
+            records["policy_logits"].append(choice["logits"])
             records["embeddings"].append(embedding)
             records["glimpses"].append(glimpses)
             records["memory_logits"].append(self.memory_head(state[0]))

@@ -6,15 +6,21 @@
   logits after every step.
 * `ContextNetwork` - a coarse view of the whole canvas -> the memory's initial
   state (DRAM's context network), so the first location can depend on the image.
+* `LocationPolicy` - memory h_{t-1} -> a distribution over the grid's cells and the
+  cell chosen (RAM's location network).
 
-The memory (an LSTM cell), the policy head and the baseline head are plain Keras
-layers owned by `tf_glimpse.agent.GlimpseAgent`.
+The memory (an LSTM cell) and the baseline head are plain Keras layers owned by
+`tf_glimpse.agent.GlimpseAgent`.
 """
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
+
+POLICY_MODES = ("sample", "greedy", "random", "given")
+_MASKED = -1e9  # The distribution's logit of a visited cell: probability 0.
 
 
 class GlimpseEncoder(keras.layers.Layer):
@@ -150,4 +156,99 @@ class ContextNetwork(keras.layers.Layer):
         config = super().get_config()
         config.update(img_size=self.img_size, patch_size=self.patch_size,
                       memory_units=self.memory_units)
+        return config
+
+
+class LocationPolicy(keras.layers.Layer):
+    """Memory h_{t-1} [B, M] -> a `tfp.distributions.Categorical` over the A grid cells, and a cell.
+
+    The logits come from a dense head on the memory state; for the first cell
+    (nothing seen yet) from a learned, image-independent vector
+    (`initial_logits`) unless the memory's initial state already holds a view of
+    the image (`learned_first=False`, with a context network).  With
+    `mask_visited` the cells already looked at (visited [B, A] > 0) are excluded.
+
+    Calling the layer chooses a cell.  Choices (`mode`): "sample" (training), "greedy" (argmax: evaluation and export),
+    "random" (uniform over the cells not visited: pre-training and the policy report)
+    and "given" (actions supplied by the caller).  The chosen cell is a discrete
+    sample with its gradient stopped: only REINFORCE, through the log-probability,
+    trains the policy.
+    """
+
+    def __init__(self, num_actions: int, learned_first: bool = True, mask_visited: bool = True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.num_actions = num_actions
+        self.learned_first = learned_first
+        self.mask_visited = mask_visited
+        self.head = keras.layers.Dense(num_actions, name="policy_head")
+        self.initial_logits = self.add_weight(shape=(num_actions,), initializer="zeros",
+                                              name="initial_logits")
+
+    def build(self, input_shape) -> None:
+        self.head.build(input_shape)
+
+    def raw_logits(self, hidden: tf.Tensor, step: int) -> tf.Tensor:
+        """Unmasked logits [B, A] of the cell of `step` (a Python int), from h_{step-1}."""
+        logits = self.head(hidden)
+        if step == 0 and self.learned_first:
+            return tf.zeros_like(logits) + self.initial_logits
+        return logits
+
+    def logits(self, hidden: tf.Tensor, step: int, visited: tf.Tensor | None = None) -> tf.Tensor:
+        """The distribution's logits [B, A]: visited cells get -1e9 (probability 0)."""
+        return self.mask(self.raw_logits(hidden, step), visited)
+
+    def mask(self, logits: tf.Tensor, visited: tf.Tensor | None) -> tf.Tensor:
+        """With `mask_visited`, give visited cells (visited > 0) a logit of -1e9."""
+        if not self.mask_visited or visited is None:
+            return logits
+        return tf.where(visited > 0, tf.cast(_MASKED, logits.dtype), logits)
+
+    def ranking(self, hidden: tf.Tensor, step: int, visited: tf.Tensor | None = None) -> tf.Tensor:
+        """Logits [B, A] whose argmax is the greedy cell: visited cells one below the lowest logit.
+
+        Same argmax as `call` (ties included), but without the -1e9: the values keep
+        the range of the real logits, so an int8 model quantizes them finely enough
+        to tell the cells apart.
+        """
+        logits = self.raw_logits(hidden, step)
+        return self._rank_below(logits, visited)
+
+    def _rank_below(self, logits: tf.Tensor, visited: tf.Tensor | None) -> tf.Tensor:
+        if not self.mask_visited or visited is None:
+            return logits
+        lowest = tf.reduce_min(logits, axis=-1, keepdims=True) - 1.0
+        return tf.where(visited > 0, lowest, logits)
+
+    def call(self, hidden: tf.Tensor, step: int = 1, visited: tf.Tensor | None = None,
+             mode: str = "greedy", seed: tf.Tensor | None = None,
+             given: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+        """The cell of `step` (a Python int, passed by keyword) under policy `mode`.
+
+        `seed` is an int32 [2] stateless seed ("sample" and "random"), `given` the
+        actions [B] of "given".
+        Returns ``action`` [B] int32, ``log_prob`` [B] and ``entropy`` [B] (of the
+        distribution the action is scored under: uniform for "random") and
+        ``logits`` [B, A] (that distribution's logits).
+        """
+        raw = self.raw_logits(hidden, step)
+        if mode == "random":
+            raw = tf.zeros_like(raw)
+        logits = self.mask(raw, visited)
+        distribution = tfp.distributions.Categorical(logits=logits)
+        if mode == "given":
+            action = tf.cast(given, tf.int32)
+        elif mode == "greedy":
+            action = tf.argmax(self._rank_below(raw, visited), axis=-1, output_type=tf.int32)
+        else:
+            action = tf.cast(distribution.sample(seed=seed), tf.int32)
+        action = tf.stop_gradient(action)
+        return {"action": action, "log_prob": distribution.log_prob(action),
+                "entropy": distribution.entropy(), "logits": logits}
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(num_actions=self.num_actions, learned_first=self.learned_first,
+                      mask_visited=self.mask_visited)
         return config
