@@ -100,10 +100,10 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
     ``val_history`` [{epoch, val_accuracy, train_accuracy, wall_s}].
     """
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from tf_glimpse.data.canvas import split_dataset
+    from tf_glimpse.evaluation import FULL_IMAGE, episode_function, evaluate
 
     directory = Path(directory)
     history_path = directory / "history.json"
@@ -134,16 +134,11 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
         history["train_seconds"] = (history["val_history"][-1]["wall_s"]
                                     if history["val_history"] else 0.0)
 
-    @tf.function
-    def predict(images):
-        return tf.argmax(model(images, training=False), axis=-1, output_type=tf.int32)
+    episode = episode_function(model)  # Traced once, for every evaluation below.
 
     def accuracy(split: str) -> float:
-        correct = count = 0
-        for batch in split_dataset(splits, config, split):
-            correct += int(np.sum(predict(batch["image"]).numpy() == batch["label"].numpy()))
-            count += int(batch["label"].shape[0])
-        return correct / count
+        return evaluate(model, split_dataset(splits, config, split), FULL_IMAGE,
+                        episode=episode)["accuracy"]
 
     steps_per_epoch = len(splits.train_labels) // config.batch_size
     for e in range(int(epoch.numpy()), epochs):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_glimpse import report, visualize
+from tf_glimpse import evaluation, report, visualize
 from tf_glimpse.agent import GlimpseAgent
 from tf_glimpse.config import GlimpseConfig
 from tf_glimpse.grid import ActionGrid
@@ -127,18 +127,18 @@ def test_fixed_policy_starts_at_the_centre_cell():
 def test_oracle_policy_hits_every_glimpse(agent):
     batches = toy_batches(8)
     oracle = lambda batch: report.oracle_actions(batch["box"], GRID, CONFIG.steps)  # noqa: E731
-    result = report.evaluate_policy(agent, batches, oracle, GRID)
+    result = evaluation.evaluate(agent, batches, oracle)
     assert result["hit_rate"] == 1.0 and result["count"] == 8
     corner = report.constant_policy([0, 0, 0])  # the square never reaches pixel (0, 0)...
     far = [dict(b, box=np.tile([[20, 20, 30, 30]], (len(b["label"]), 1))) for b in batches]
-    assert report.evaluate_policy(agent, far, corner, GRID)["hit_rate"] == 0.0
+    assert evaluation.evaluate(agent, far, corner)["hit_rate"] == 0.0
 
 
 def test_report_numbers_equal_a_hand_check(agent):
     batches = toy_batches(8)
     images, labels, boxes = (concat(batches, k)[:7] for k in ("image", "label", "box"))
-    episodes = report.run_policy(agent, batches, "learned_greedy", GRID, limit=7, keep_images=2)
-    result = report.summarize(episodes)
+    episodes = report.run_policy(agent, batches, "learned_greedy", limit=7, keep_images=2)
+    result = evaluation.summarize(episodes)
     outputs = agent(images, mode="greedy")
     actions = outputs["actions"].numpy()
     correct = np.argmax(outputs["step_logits"].numpy(), -1) == labels[:, None]
@@ -153,17 +153,17 @@ def test_report_numbers_equal_a_hand_check(agent):
 def test_random_policy_numbers_and_same_glimpses_for_both_judges(agent):
     batches = toy_batches(8)
     labels, boxes = concat(batches, "label"), concat(batches, "box")
-    episodes = report.run_policy(agent, batches, "random", GRID, seed=3)
+    episodes = report.run_policy(agent, batches, "random", seed=3)
     replay = agent(concat(batches, "image"), mode="given", actions=episodes.actions)
     correct = np.argmax(replay["step_logits"].numpy(), -1) == labels[:, None]
-    result = report.summarize(episodes)
+    result = evaluation.summarize(episodes)
     assert result["accuracy"] == pytest.approx(correct[:, -1].mean())
     assert result["hit_rate"] == pytest.approx(hand_hits(episodes.actions, boxes, GRID).mean())
     tf.keras.utils.set_random_seed(1)
     other_judge = GlimpseAgent.from_glimpse_config(CONFIG)
-    again = report.run_policy(other_judge, batches, "random", GRID, seed=3)
+    again = report.run_policy(other_judge, batches, "random", seed=3)
     np.testing.assert_array_equal(again.actions, episodes.actions)
-    sampled = report.run_policy(agent, batches, "learned_sampled", GRID, seed=3)
+    sampled = report.run_policy(agent, batches, "learned_sampled", seed=3)
     assert not np.array_equal(sampled.actions, episodes.actions)
 
 

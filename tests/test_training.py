@@ -30,6 +30,18 @@ def test_learns_mnist_far_above_chance(tmp_path, data_dir):
     assert written["test_accuracy"] == metrics["test_accuracy"]
     assert list((tmp_path / "run").glob("events.out.tfevents.*"))
     assert (tmp_path / "run" / "best" / "checkpoint").exists()
+    # The policy report plays the reloaded best agent through the same evaluation path:
+    # the same test accuracy as training measured.
+    from tf_glimpse import report
+    from tf_glimpse.data.canvas import split_dataset
+    from tf_glimpse.data.sources import load_splits
+    from tf_glimpse.evaluation import summarize
+    from tf_glimpse.runs import load_agent
+
+    saved, agent = load_agent(tmp_path / "run")
+    splits = load_splits(saved.dataset, saved.data_dir, saved.val_size, saved.seed, saved.subset)
+    episodes = report.run_policy(agent, split_dataset(splits, saved, "test"), "learned_greedy")
+    assert summarize(episodes)["accuracy"] == metrics["test_accuracy"]
 
 
 def toy_splits(count: int, seed: int) -> Splits:

@@ -39,22 +39,22 @@ checkpoint load.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
+from tf_glimpse.evaluation import ActionFn, Episodes, play, summarize
 from tf_glimpse.grid import ActionGrid
 
 POLICIES = ("learned_greedy", "learned_modal", "learned_sampled", "random", "fixed")
 JUDGED_BY_PRETRAINED = "random_pretrained_judge"
+# The report's policies played by the agent itself ("random" and its pretrained judge
+# play with the same seed, so both see the same glimpses).
 MODES = {"learned_greedy": "greedy", "learned_sampled": "sample", "random": "random"}
-# Seed streams: "random" and its pretrained judge share one, so both see the same glimpses.
-SEED_STREAMS = {"learned_sampled": 1, "random": 2}
 DESCRIPTIONS = {
     "learned_greedy": "learned policy, argmax (deterministic)",
     "learned_modal": "the learned greedy policy's most frequent sequence, on every canvas",
@@ -67,7 +67,6 @@ DESCRIPTIONS = {
 PRETRAIN_HINT = ("the run has no pretrained/ checkpoint; train with --pretrain True to get "
                  "the classifier trained on random glimpses")
 
-ActionFn = Callable[[dict], np.ndarray]  # batch -> actions [B, T]
 
 
 # ------------------------------------------------------------------ policies
@@ -112,107 +111,22 @@ def constant_policy(actions: np.ndarray) -> ActionFn:
 
 
 # ---------------------------------------------------------------- episodes
-@dataclasses.dataclass
-class Episodes:
-    """What one policy did on the test canvases (numpy; n canvases, T steps, C classes)."""
+def run_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, seed: int = 0,
+               limit: int | None = None, keep_images: int = 0, progress=None) -> Episodes:
+    """Play one of the report's `POLICIES` (or a function batch -> actions [B, T]) with `agent`.
 
-    actions: np.ndarray   # [n, T] int32
-    correct: np.ndarray   # [n, T] float32: prediction after step t is right
-    hits: np.ndarray      # [n, T] float32: glimpse t overlaps the target box
-    probs: np.ndarray     # [n, T, C] class probabilities after each step
-    boxes: np.ndarray     # [n, 4] target boxes (top, left, bottom, right)
-    labels: np.ndarray    # [n]
-    images: np.ndarray    # [k, I, I, 1] the first k canvases (k = keep_images)
-
-
-def episode_function(agent):
-    """A `tf.function` (images, mode, seed, actions) -> actions, step probabilities."""
-    import tensorflow as tf
-
-    @tf.function(reduce_retracing=True)
-    def episode(images, mode, seed, actions):
-        outputs = agent(images, mode=mode, seed=seed, actions=actions)
-        return outputs["actions"], tf.nn.softmax(outputs["step_logits"], axis=-1)
-
-    return episode
-
-
-def run_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, grid: ActionGrid,
-               seed: int = 0, limit: int | None = None, keep_images: int = 0,
-               progress=None) -> Episodes:
-    """Play `policy` on the canvases of `dataset` (batches of image/label/box) with `agent`.
-
-    `policy` is "learned_greedy", "learned_sampled", "random", "fixed", or a
-    function batch -> actions [B, T] (played with mode="given").  Sampling
-    policies use the stateless seed ``fold_in([seed, stream], batch index)``.
-    Stops after `limit` canvases; keeps the first `keep_images` canvases.
-    `progress` (e.g. a keras Progbar) gets ``update(batches done)``.
+    `tf_glimpse.evaluation.play` under the report's names: "learned_greedy",
+    "learned_sampled" and "random" are the agent's modes, "fixed" a constant spiral.
     """
-    import tensorflow as tf
-
-    from tf_glimpse.metrics import glimpse_hits, step_correct
-
     if policy == "fixed":
-        policy = constant_policy(fixed_actions(grid, agent.steps))
-    if isinstance(policy, str) and policy not in MODES:
-        raise ValueError(f"policy={policy!r}; valid values: {', '.join(POLICIES)} or a function")
-    episode = episode_function(agent)
-    stream = SEED_STREAMS.get(policy, 0) if isinstance(policy, str) else 0
-    base_seed = tf.constant([seed, stream], tf.int64)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("actions", "correct", "hits", "probs",
-                                                           "boxes", "labels", "images")}
-    count = 0
-    for index, batch in enumerate(dataset):
-        if limit is not None and count >= limit:
-            break
-        take = len(batch["label"]) if limit is None else min(len(batch["label"]), limit - count)
-        batch = {key: value[:take] for key, value in batch.items()}
-        batch_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
-        if callable(policy):
-            actions, probs = episode(batch["image"], "given", batch_seed,
-                                     tf.constant(policy(batch), tf.int32))
-        else:
-            actions, probs = episode(batch["image"], MODES[policy], batch_seed, None)
-        parts["actions"].append(actions.numpy())
-        parts["probs"].append(probs.numpy())
-        parts["correct"].append(step_correct(probs, batch["label"]).numpy())
-        parts["hits"].append(glimpse_hits(actions, batch["box"], grid).numpy())
-        parts["boxes"].append(np.asarray(batch["box"]))
-        parts["labels"].append(np.asarray(batch["label"]))
-        if count < keep_images:
-            parts["images"].append(np.asarray(batch["image"][:keep_images - count]))
-        count += take
-        if progress is not None:
-            progress.update(index + 1)
-    if not count:
-        raise ValueError("the dataset holds no canvases")
-    arrays = {key: np.concatenate(values) if values else np.zeros((0,))
-              for key, values in parts.items()}
-    return Episodes(**arrays)
-
-
-def summarize(episodes: Episodes) -> dict:
-    """Accuracy (final and per step), error, hit rate (overall and per step) and the
-    number of distinct action sequences of episodes."""
-    from tf_glimpse.metrics import sequence_diversity
-
-    accuracy_per_step = episodes.correct.mean(axis=0)
-    hit_rate_per_step = episodes.hits.mean(axis=0)
-    return {
-        **sequence_diversity(episodes.actions),
-        "accuracy": float(accuracy_per_step[-1]),
-        "error": float(1.0 - accuracy_per_step[-1]),
-        "hit_rate": float(episodes.hits.mean()),
-        "accuracy_per_step": [float(a) for a in accuracy_per_step],
-        "hit_rate_per_step": [float(h) for h in hit_rate_per_step],
-        "count": int(len(episodes.labels)),
-    }
-
-
-def evaluate_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, grid: ActionGrid,
-                    seed: int = 0, limit: int | None = None) -> dict:
-    """`summarize(run_policy(...))`: accuracy, error, hit rate (and per step) of one policy."""
-    return summarize(run_policy(agent, dataset, policy, grid, seed, limit))
+        policy = constant_policy(fixed_actions(agent.grid, agent.steps))
+    elif isinstance(policy, str):
+        if policy not in MODES:
+            raise ValueError(f"policy={policy!r}; valid values: {', '.join(POLICIES)} or a "
+                             f"function")
+        policy = MODES[policy]
+    return play(agent, dataset, policy, seed, limit=limit, keep_images=keep_images,
+                progress=progress)
 
 
 # -------------------------------------------------------------- positions
@@ -382,15 +296,6 @@ def verdict(report: dict) -> str:
             f"{greedy['count']} canvases) " + ", ".join(parts[:-1]) + " and " + parts[-1] + ".")
 
 
-def _train_test_accuracy(run_dir: Path, checkpoint: str, limit: int | None) -> float | None:
-    """metrics.json's test accuracy (greedy, best checkpoint): equals ``learned_greedy``
-    on the whole test set, a consistency check.  None when not comparable."""
-    path = run_dir / "metrics.json"
-    if limit is not None or checkpoint != "best" or not path.exists():
-        return None
-    return json.loads(path.read_text()).get("test_accuracy")
-
-
 def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | None = None,
                  gifs: int = 5, seed: int = 0, checkpoint: str = "best",
                  command: str = "", verbose: int = 1) -> dict:
@@ -419,7 +324,7 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
         if verbose:
             print(f"{name or policy}:")
         bar = progress_bar(batches, verbose, unit_name="batch")
-        return run_policy(judge, dataset, policy, grid, seed, limit, keep, bar)
+        return run_policy(judge, dataset, policy, seed, limit, keep, bar)
 
     episodes = {"learned_greedy": play(agent, "learned_greedy", gifs)}
     modal = sequence_diversity(episodes["learned_greedy"].actions)["modal_sequence"]
@@ -455,7 +360,6 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
         "config": config.to_dict(),
         "plots": {name: path.name for name, path in plots.items()},
         "gifs": [str(p.relative_to(run_dir)) for p in gif_paths],
-        "train_metrics_test_accuracy": _train_test_accuracy(Path(run_dir), checkpoint, limit),
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "report.md").write_text(markdown_report(report, plots, gif_paths, Path(run_dir)))

@@ -37,7 +37,8 @@ from tf_glimpse.agent import GlimpseAgent
 from tf_glimpse.config import RESUMABLE_FIELDS, ConfigError, GlimpseConfig
 from tf_glimpse.data.canvas import split_dataset
 from tf_glimpse.data.sources import Splits, load_splits
-from tf_glimpse.metrics import glimpse_hits, sequence_diversity, step_correct
+from tf_glimpse.evaluation import episode_function, evaluate
+from tf_glimpse.metrics import step_correct
 from tf_glimpse.progress import progress_bar
 from tf_glimpse.rewards import agent_losses
 from tf_glimpse.runs import RunError, load_config
@@ -161,7 +162,8 @@ class Trainer:
         self.writer = tf.summary.create_file_writer(str(self.logdir)) if self.is_chief else (
             tf.summary.create_noop_writer())
         self._train_steps = {}
-        self._eval_step = tf.function(self._eval_replica, jit_compile=config.jit_compile)
+        # Compiled once: every evaluation (each epoch's validation, the test) reuses it.
+        self._episode = episode_function(self.model, config.jit_compile)
 
     # ----------------------------------------------------------------- set-up
     @property
@@ -297,54 +299,18 @@ class Trainer:
             self._train_steps[supervised_only] = step
         return self._train_steps[supervised_only]
 
-    def _eval_replica(self, batch: dict, mode: str, seed: tf.Tensor) -> dict:
-        outputs = self.model(batch["image"], mode=mode, seed=seed)
-        correct = step_correct(outputs["step_logits"], batch["label"])
-        hits = glimpse_hits(outputs["actions"], batch["box"], self.model.grid)
-        return {"correct_per_step": tf.reduce_sum(correct, axis=0),
-                "hits_per_step": tf.reduce_sum(hits, axis=0),
-                "entropy_per_step": tf.reduce_sum(outputs["entropies"], axis=0),
-                "probabilities": tf.nn.softmax(outputs["step_logits"][:, -1]),
-                "actions": outputs["actions"],
-                "count": tf.cast(tf.shape(batch["label"])[0], tf.float32)}
-
     # ------------------------------------------------------------- evaluation
-    def evaluate(self, split: str, mode: str = "greedy", samples: int = 1) -> dict:
-        """Accuracy (final and after each step), glimpse hit rates and policy diversity on `split`.
+    def evaluate(self, split: str, policy: str = "greedy", samples: int = 1) -> dict:
+        """`tf_glimpse.evaluation.evaluate` of the agent on `split` with the run's seed.
 
         Keys: ``accuracy``, ``accuracy_per_step`` [T], ``hit_rate``,
         ``hit_rate_per_step`` [T], ``entropy_per_step`` [T] (the policy's entropy in
-        nats), ``distinct_sequences`` (how many different action sequences the first
-        sample of every image took), ``modal_sequence`` (the most frequent one),
-        ``modal_share`` (its share of the images) and ``count``.  With mode="sample"
-        and samples=M the class probabilities of M sampled episodes are averaged
-        before the argmax (Monte Carlo evaluation).
+        nats), ``distinct_sequences``, ``modal_sequence``, ``modal_share`` and
+        ``count``.  With policy="sample" and samples=M the class probabilities of M
+        sampled episodes are averaged before the argmax (Monte Carlo evaluation).
         """
-        dataset = split_dataset(self.splits, self.config, split)
-        correct_per_step = hits_per_step = entropy_per_step = 0.0
-        correct, count, sequences = 0.0, 0.0, []
-        seed = tf.constant([self.config.seed, 7919], tf.int64)
-        for index, batch in enumerate(dataset):
-            probabilities = 0.0
-            for sample in range(samples):
-                sample_seed = tf.random.experimental.stateless_fold_in(seed, index * samples + sample)
-                result = self._eval_step(batch, mode, sample_seed)
-                probabilities += result["probabilities"].numpy()
-                correct_per_step += result["correct_per_step"].numpy()
-                hits_per_step += result["hits_per_step"].numpy()
-                entropy_per_step += result["entropy_per_step"].numpy()
-                if sample == 0:
-                    sequences.append(result["actions"].numpy())
-            correct += float(np.sum(np.argmax(probabilities, -1) == batch["label"].numpy()))
-            count += float(result["count"])
-        episodes = count * samples
-        diversity = sequence_diversity(np.concatenate(sequences))
-        return {"accuracy": correct / count,
-                "accuracy_per_step": (correct_per_step / episodes).tolist(),
-                "hit_rate": float(np.sum(hits_per_step)) / (episodes * self.config.steps),
-                "hit_rate_per_step": (hits_per_step / episodes).tolist(),
-                "entropy_per_step": (entropy_per_step / episodes).tolist(),
-                **diversity, "count": int(count)}
+        return evaluate(self.model, split_dataset(self.splits, self.config, split), policy,
+                        self.config.seed, samples=samples, episode=self._episode)
 
     # --------------------------------------------------------------- training
     def train_epoch(self, epoch: int, supervised_only: bool, seconds_before: float = 0.0) -> dict:
