@@ -21,8 +21,6 @@ continues from the last one.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -104,6 +102,7 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
 
     from tf_glimpse.data.canvas import split_dataset
     from tf_glimpse.evaluation import FULL_IMAGE, episode_function, evaluate
+    from tf_glimpse.runs import load_history, write_json
 
     directory = Path(directory)
     history_path = directory / "history.json"
@@ -128,11 +127,7 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
     history: dict[str, Any] = {"val_history": [], "train_seconds": 0.0}
     if resume and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        history = json.loads(history_path.read_text())
-        done = int(epoch.numpy())
-        history["val_history"] = [h for h in history["val_history"] if h["epoch"] <= done]
-        history["train_seconds"] = (history["val_history"][-1]["wall_s"]
-                                    if history["val_history"] else 0.0)
+        history = load_history(directory, int(epoch.numpy()))
 
     episode = episode_function(model)  # Traced once, for every evaluation below.
 
@@ -158,7 +153,7 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
         history["val_history"].append({"epoch": e + 1, "val_accuracy": val,
                                        "train_accuracy": float(fit.history["accuracy"][-1]),
                                        "wall_s": history["train_seconds"]})
-        _write_json(history_path, history)
+        write_json(history_path, history)
         if verbose:
             print(f"CNN epoch {e + 1}{'' if seconds else f'/{epochs}'}: train accuracy "
                   f"{fit.history['accuracy'][-1]:.4f}  val accuracy {val:.4f}  "
@@ -180,17 +175,11 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
         "architecture": describe(layers), "optimizer": f"Adam({LEARNING_RATE:g})",
         "val_history": history["val_history"],
     }
-    _write_json(directory / "metrics.json", metrics)
+    write_json(directory / "metrics.json", metrics)
     if verbose:
         print(f"CNN: best val accuracy {val:.4f} (epoch {best['epoch']}), test accuracy "
               f"{test:.4f} (error {100 * (1 - test):.2f}%)", flush=True)
     return metrics
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,7 +51,7 @@ def mirrored_step(out: str, data_dir: str) -> None:
                                stride=4, steps=2, subset=64, val_size=64, batch_size=64,
                                grad_clip=0.05, jit_compile=False, strategy=strategy, **SMALL)
         trainer = Trainer(config, Path(tempfile.mkdtemp()) / "run", verbose=0)
-        trainer.deterministic_episodes = True
+        trainer.step.deterministic_episodes = True
         arrays["replicas_" + strategy] = trainer.strategy.num_replicas_in_sync
         arrays.update(state(trainer, f"{strategy}/before/"))
         means = trainer.train_epoch(0, supervised_only=True)

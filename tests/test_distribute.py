@@ -30,7 +30,7 @@ def run_helper(*args: str, timeout: float = 300) -> None:
 def test_mirrored_step_matches_default_strategy(tmp_path, data_dir):
     """One MirroredStrategy step on 2 replicas == one default-strategy step, same batch of 64.
 
-    The episodes are greedy (`Trainer.deterministic_episodes`) and the step is a
+    The episodes are greedy (`TrainStep.deterministic_episodes`) and the step is a
     supervised one, so the episode of every example is the same whichever replica
     runs it (sampled episodes use a per-replica seed).  Then the two strategies
     differ only in float summation order, and we require:

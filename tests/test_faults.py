@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_glimpse import cli, training
+from tf_glimpse import cli, train_step
 from tf_glimpse.config import GlimpseConfig
 from tf_glimpse.data.sources import load_splits
-from tf_glimpse.training import Trainer, TrainingError, restore_last_good
+from tf_glimpse.runs import TrainingError, restore_last_good
+from tf_glimpse.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 # 256 training images in batches of 64: 4 steps per epoch.  XLA off: compiling costs more
@@ -228,7 +229,7 @@ def test_a_non_finite_loss_or_update_stops_the_run_and_keeps_the_last_good_check
     of epoch 2) only the gradient is ("gradient"): the loss stays finite, but the update
     makes the weights NaN.  Either way the optimizer has applied the NaN update."""
     steps = tf.Variable(0)
-    original = training.agent_losses
+    original = train_step.agent_losses
 
     @tf.custom_gradient
     def nan_gradient(x, poison):  # The identity, but its gradient is NaN when poison > 0.
@@ -244,7 +245,7 @@ def test_a_non_finite_loss_or_update_stops_the_run_and_keeps_the_last_good_check
             terms["total"] = nan_gradient(terms["total"], tf.cast(step == 8, tf.float32))
         return terms
 
-    monkeypatch.setattr(training, "agent_losses", poisoned_losses)
+    monkeypatch.setattr(train_step, "agent_losses", poisoned_losses)
     run = tmp_path / "run"
     code = cli.main([*TINY_FLAGS, "--epochs", "3", "--data_dir", data_dir, "--logdir", str(run),
                      "--quiet"])

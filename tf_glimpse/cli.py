@@ -183,7 +183,8 @@ def start_trainer(parser: argparse.ArgumentParser, config: GlimpseConfig, logdir
 
     splits = load_data(parser, config)
 
-    from tf_glimpse.training import Trainer, TrainingError  # Heavy imports only now.
+    from tf_glimpse.runs import TrainingError  # Heavy imports only now.
+    from tf_glimpse.training import Trainer
 
     try:
         return splits, Trainer(config, logdir, resume=resume, splits=splits, verbose=verbose)
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow()
     _, trainer = start_trainer(parser, config, logdir, args.resume, 0 if args.quiet else 1)
 
-    from tf_glimpse.training import TrainingError  # Imported by start_trainer already.
+    from tf_glimpse.runs import TrainingError  # Imported by start_trainer already.
 
     try:
         metrics = trainer.fit()

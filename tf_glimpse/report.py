@@ -43,12 +43,14 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from tf_glimpse.evaluation import ActionFn, Episodes, play, summarize
 from tf_glimpse.grid import ActionGrid
+
+if TYPE_CHECKING:  # TensorFlow is imported only when a report is built (fast --help).
+    from tf_glimpse.evaluation import ActionFn, Episodes
 
 POLICIES = ("learned_greedy", "learned_modal", "learned_sampled", "random", "fixed")
 JUDGED_BY_PRETRAINED = "random_pretrained_judge"
@@ -125,6 +127,8 @@ def run_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, seed: int
             raise ValueError(f"policy={policy!r}; valid values: {', '.join(POLICIES)} or a "
                              f"function")
         policy = MODES[policy]
+    from tf_glimpse.evaluation import play
+
     return play(agent, dataset, policy, seed, limit=limit, keep_images=keep_images,
                 progress=progress)
 
@@ -307,6 +311,7 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
     run_dir = Path(run_dir)
     from tf_glimpse.data.canvas import split_dataset
     from tf_glimpse.data.sources import load_splits
+    from tf_glimpse.evaluation import summarize
     from tf_glimpse.metrics import sequence_diversity
     from tf_glimpse.progress import progress_bar
     from tf_glimpse.runs import RunError, latest_checkpoint, load_agent

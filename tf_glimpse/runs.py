@@ -1,13 +1,23 @@
-"""Reading a finished (or interrupted) run directory back: its config and trained agent."""
+"""The run directory: what train.py writes there, how a run resumes, and reading it back.
+
+Writing (the chief worker): ``config.json`` (checked against the saved one on
+``--resume``), ``history.json`` (one line per finished epoch), ``metrics.json``,
+all written atomically (`write_json`).  Resuming: `restore_last_good` skips
+damaged checkpoints, `load_history` trims the history to the restored epoch.
+Reading back: `load_config`, `latest_checkpoint`, `load_agent`.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from pathlib import Path
 
 import tensorflow as tf
 
 from tf_glimpse.agent import GlimpseAgent
-from tf_glimpse.config import GlimpseConfig
+from tf_glimpse.config import RESUMABLE_FIELDS, ConfigError, GlimpseConfig
 
 CHECKPOINT_KINDS = ("best", "checkpoints", "pretrained")
 
@@ -54,3 +64,93 @@ def load_agent(run_dir: str | Path, kind: str = "best") -> tuple[GlimpseConfig, 
     status = tf.train.Checkpoint(model=agent).restore(checkpoint_path)
     status.expect_partial().assert_existing_objects_matched()
     return config, agent
+
+
+# ------------------------------------------------------------------ writing
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, incompatible resume, ...)."""
+
+
+def check_resumable(saved: GlimpseConfig, config: GlimpseConfig) -> None:
+    """Raise ConfigError if `config` changes a field that `--resume` cannot change."""
+    changed = sorted(name for name, value in config.to_dict().items()
+                     if name not in RESUMABLE_FIELDS and saved.to_dict().get(name) != value)
+    if changed:
+        details = ", ".join(f"{name}: saved {saved.to_dict()[name]!r}, now "
+                            f"{config.to_dict()[name]!r}" for name in changed)
+        raise ConfigError(f"--resume with an incompatible configuration ({details})")
+
+
+def restore_last_good(checkpoint: tf.train.Checkpoint, directory: str | Path) -> str | None:
+    """Restore the newest checkpoint of the CheckpointManager `directory` that loads.
+
+    Returns its path, or None when the directory holds no checkpoint yet.
+    CheckpointManager writes a checkpoint's files first and only then replaces the
+    `checkpoint` state file (atomically), so a kill during a save leaves the
+    previous checkpoint as the latest.  A checkpoint damaged later (a truncated or
+    deleted file) is skipped with a message on stderr, and the one before it is
+    restored; TrainingError if none loads.
+    """
+    state = tf.train.get_checkpoint_state(str(directory))
+    if state is None or not state.model_checkpoint_path:
+        return None
+    latest = state.model_checkpoint_path
+    candidates = [latest] + [path for path in reversed(state.all_model_checkpoint_paths)
+                             if path != latest]
+    for path in candidates:
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+            return path
+        except Exception as error:  # noqa: BLE001 - e.g. OpError, IndexError (truncated file)
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            print(f"warning: checkpoint {path} does not load ({reason}); "
+                  f"trying an older one", file=sys.stderr)
+    raise TrainingError(f"no checkpoint in {directory} loads (tried {', '.join(candidates)})")
+
+
+def prepare_run_dir(logdir: Path, config: GlimpseConfig, resume: bool) -> None:
+    """Create `logdir` and write config.json; with an existing run, check it can be resumed.
+
+    ConfigError when `logdir` holds a run and `resume` is False, when its
+    config.json is damaged, or when `config` changes a field `--resume` cannot change.
+    """
+    config_path = logdir / "config.json"
+    if config_path.exists():
+        if not resume:
+            raise ConfigError(f"logdir={str(logdir)!r} already holds a run; pass "
+                              f"--resume to continue it or choose another --logdir")
+        try:
+            saved = load_config(logdir)
+        except RunError as error:  # A damaged or hand-edited config.json.
+            raise ConfigError(str(error)) from error
+        check_resumable(saved, config)
+    logdir.mkdir(parents=True, exist_ok=True)
+    config.to_json(config_path)
+
+
+def trim_history(history: dict, epochs_done: int) -> dict:
+    """`history` without the epochs after `epochs_done` (those of a killed, resumed run).
+
+    ``val_history`` keeps the epochs up to `epochs_done`; ``train_seconds`` becomes
+    the wall time at its last epoch.
+    """
+    history["val_history"] = [h for h in history.get("val_history", [])
+                              if h["epoch"] <= epochs_done]
+    history["train_seconds"] = (history["val_history"][-1]["wall_s"]
+                                if history["val_history"] else 0.0)
+    return history
+
+
+def load_history(run_dir: str | Path, epochs_done: int) -> dict:
+    """history.json of `run_dir` trimmed to `epochs_done` (empty when there is none)."""
+    path = Path(run_dir) / "history.json"
+    if not path.exists():
+        return {}
+    return trim_history(json.loads(path.read_text()), epochs_done)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write JSON atomically (a kill never leaves a half-written file)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)

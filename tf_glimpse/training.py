@@ -20,89 +20,29 @@ default strategy (one device) and MirroredStrategy share the same code.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorboard.plugins.hparams import api as hparams_api
 
+from tf_glimpse import summaries
 from tf_glimpse.agent import GlimpseAgent
-from tf_glimpse.config import RESUMABLE_FIELDS, ConfigError, GlimpseConfig
+from tf_glimpse.config import ConfigError, GlimpseConfig
 from tf_glimpse.data.canvas import split_dataset
 from tf_glimpse.data.sources import Splits, load_splits
 from tf_glimpse.evaluation import episode_function, evaluate
-from tf_glimpse.metrics import step_correct
 from tf_glimpse.progress import progress_bar
-from tf_glimpse.rewards import agent_losses
-from tf_glimpse.runs import RunError, load_config
+from tf_glimpse.runs import (TrainingError, load_history, prepare_run_dir, restore_last_good,
+                             write_json)
+from tf_glimpse.train_step import LOSS_TERMS, TrainStep, make_strategy
 from tf_glimpse.schedules import BudgetCosineDecay, BudgetProgress, entropy_weight
-from tf_glimpse.visualize import heatmap_image, position_counts, trajectory_images
-
-LOSS_TERMS = ("total", "classification", "memory", "reinforce", "baseline", "entropy", "reward")
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, incompatible resume, ...)."""
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The `tf.distribute.Strategy` called `name` (default, mirrored or multi_worker)."""
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def check_resumable(saved: GlimpseConfig, config: GlimpseConfig) -> None:
-    """Raise ConfigError if `config` changes a field that `--resume` cannot change."""
-    changed = sorted(name for name, value in config.to_dict().items()
-                     if name not in RESUMABLE_FIELDS and saved.to_dict().get(name) != value)
-    if changed:
-        details = ", ".join(f"{name}: saved {saved.to_dict()[name]!r}, now "
-                            f"{config.to_dict()[name]!r}" for name in changed)
-        raise ConfigError(f"--resume with an incompatible configuration ({details})")
-
-
-def restore_last_good(checkpoint: tf.train.Checkpoint, directory: str | Path) -> str | None:
-    """Restore the newest checkpoint of the CheckpointManager `directory` that loads.
-
-    Returns its path, or None when the directory holds no checkpoint yet.
-    CheckpointManager writes a checkpoint's files first and only then replaces the
-    `checkpoint` state file (atomically), so a kill during a save leaves the
-    previous checkpoint as the latest.  A checkpoint damaged later (a truncated or
-    deleted file) is skipped with a message on stderr, and the one before it is
-    restored; TrainingError if none loads.
-    """
-    state = tf.train.get_checkpoint_state(str(directory))
-    if state is None or not state.model_checkpoint_path:
-        return None
-    latest = state.model_checkpoint_path
-    candidates = [latest] + [path for path in reversed(state.all_model_checkpoint_paths)
-                             if path != latest]
-    for path in candidates:
-        try:
-            checkpoint.restore(path).assert_existing_objects_matched()
-            return path
-        except Exception as error:  # noqa: BLE001 - e.g. OpError, IndexError (truncated file)
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            print(f"warning: checkpoint {path} does not load ({reason}); "
-                  f"trying an older one", file=sys.stderr)
-    raise TrainingError(f"no checkpoint in {directory} loads (tried {', '.join(candidates)})")
-
 
 class Trainer:
     """Owns the agent, its optimizer, checkpoints and summaries for one run directory."""
-
-    # Tests only: greedy training episodes (see `_episode_mode`).
-    deterministic_episodes = False
 
     def __init__(self, config: GlimpseConfig, logdir: str | Path, resume: bool = False,
                  splits: Splits | None = None, verbose: int = 1):
@@ -131,7 +71,11 @@ class Trainer:
         # their own, deleted at the end of `finish`.
         self.write_dir = self.logdir if self.is_chief else (
             self.logdir / f"workertemp_{self.strategy.cluster_resolver.task_id}")
-        self._prepare_logdir(resume)
+        # The chief checks and writes the (maybe shared) run directory.
+        if self.is_chief:
+            prepare_run_dir(self.logdir, config, resume)
+        else:
+            self.write_dir.mkdir(parents=True, exist_ok=True)
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             self.model = GlimpseAgent.from_glimpse_config(config)
@@ -161,7 +105,8 @@ class Trainer:
                         shutil.rmtree(orphan, ignore_errors=True)
         self.writer = tf.summary.create_file_writer(str(self.logdir)) if self.is_chief else (
             tf.summary.create_noop_writer())
-        self._train_steps = {}
+        self.step = TrainStep(self.model, self.optimizer, config, self.strategy,
+                              self.entropy_weight)
         # Compiled once: every evaluation (each epoch's validation, the test) reuses it.
         self._episode = episode_function(self.model, config.jit_compile)
 
@@ -175,24 +120,6 @@ class Trainer:
         """
         return self.strategy.extended.should_checkpoint
 
-    def _prepare_logdir(self, resume: bool) -> None:
-        if not self.is_chief:  # The chief checks and writes the (maybe shared) run directory.
-            self.write_dir.mkdir(parents=True, exist_ok=True)
-            return
-        config_path = self.logdir / "config.json"
-        if config_path.exists():
-            if not resume:
-                raise ConfigError(f"logdir={str(self.logdir)!r} already holds a run; pass "
-                                  f"--resume to continue it or choose another --logdir")
-            try:
-                saved = load_config(self.logdir)
-            except RunError as error:  # A damaged or hand-edited config.json.
-                raise ConfigError(str(error)) from error
-            check_resumable(saved, self.config)
-        self.logdir.mkdir(parents=True, exist_ok=True)
-        if self.is_chief:
-            self.config.to_json(config_path)
-
     def _learning_rate(self):
         if not self.config.lr_decay:
             return self.config.lr
@@ -203,101 +130,9 @@ class Trainer:
         return entropy_weight(self.config.entropy_weight, self.config.entropy_final,
                               self.progress(self.optimizer.iterations))
 
-    # ------------------------------------------------------------ the steps
-    def _replica_gradients(self, batch: dict, seed: tf.Tensor,
-                           supervised_only: bool) -> tuple[list, dict]:
-        """One replica's episode: its gradients and its sums of the loss terms.
-
-        The loss is averaged over the *global* batch, so the replicas' gradients
-        add up to the gradient of the global batch.  No cross-replica
-        communication happens here, so XLA can compile it under any strategy.
-        """
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        seed = tf.random.experimental.stateless_fold_in(seed, replica)
-        variables = self.model.trainable_variables
-        # M consecutive episodes of every image (for the leave-one-out baseline).
-        images = tf.repeat(batch["image"], self.config.samples_per_image, axis=0)
-        labels = tf.repeat(batch["label"], self.config.samples_per_image, axis=0)
-        with tf.GradientTape() as tape:
-            outputs = self.model(images, mode=self._episode_mode(supervised_only),
-                                 seed=seed, training=True)
-            terms = agent_losses(outputs, labels, self.config, supervised_only,
-                                 self.entropy_weight())
-            loss = tf.nn.compute_average_loss(terms["total"],
-                                              global_batch_size=self.config.batch_size)
-        gradients = tape.gradient(loss, variables)
-        gradients = [tf.zeros_like(v) if g is None else g for g, v in zip(gradients, variables)]
-        sums = {name: tf.reduce_sum(terms[name]) for name in LOSS_TERMS}
-        sums["correct"] = tf.reduce_sum(step_correct(outputs["step_logits"], labels)[:, -1])
-        sums["step_rewards"] = tf.reduce_sum(terms["step_rewards"], axis=0)
-        sums["step_entropies"] = tf.reduce_sum(outputs["entropies"], axis=0)
-        sums["count"] = tf.cast(tf.shape(labels)[0], tf.float32)
-        return gradients, sums
-
-    def _episode_mode(self, supervised_only: bool) -> str:
-        """The policy of the training episodes: random glimpses (pre-training) or sampled.
-
-        `deterministic_episodes` (for tests only) makes it greedy, so that an
-        episode depends neither on the seeds nor on how the batch is split
-        across replicas.
-        """
-        if self.deterministic_episodes:
-            return "greedy"
-        return "random" if supervised_only else "sample"
-
-    def _apply_gradients(self, gradients: list) -> None:
-        """Sum the replicas' gradients, clip each variable's to grad_clip, take an Adam step.
-
-        The clipping is done here, after the sum: Keras (clipnorm) would clip
-        each replica's partial gradient before its own cross-replica sum.
-        """
-        replicas = self.strategy.num_replicas_in_sync
-        if replicas > 1:
-            gradients = tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.SUM, gradients)
-        if self.config.grad_clip:
-            gradients = [tf.clip_by_norm(g, self.config.grad_clip) for g in gradients]
-        if replicas > 1:
-            # Every replica now holds the whole sum, and Keras sums the replicas'
-            # gradients once more: hand it 1/replicas of it (exact for 2 replicas).
-            gradients = [g / replicas for g in gradients]
-        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
-
-    def _train_replica(self, batch: dict, seed: tf.Tensor, supervised_only: bool) -> dict:
-        gradients, sums = self._replica_gradients(batch, seed, supervised_only)
-        self._apply_gradients(gradients)
-        return sums
-
     def train_step(self, supervised_only: bool):
-        """The compiled, distributed training step: (batch, seed [2]) -> summed loss terms.
-
-        One per phase (pre-training on random glimpses, or REINFORCE), built on first use.
-        """
-        if supervised_only not in self._train_steps:
-            if self.config.strategy == "default":
-                # One XLA program: the episode, its gradients and the update.
-                replica_step = tf.function(self._train_replica,
-                                           jit_compile=self.config.jit_compile)
-            else:
-                # XLA compiles the episode and its gradients.  The update synchronises
-                # the replicas (all-reduce, merge_call), which cannot run inside XLA.
-                gradients_fn = tf.function(self._replica_gradients,
-                                           jit_compile=self.config.jit_compile)
-
-                def replica_step(batch, seed, supervised_only):
-                    gradients, sums = gradients_fn(batch, seed, supervised_only)
-                    self._apply_gradients(gradients)
-                    return sums
-
-            @tf.function
-            def step(batch, seed):
-                per_replica = self.strategy.run(replica_step, args=(batch, seed, supervised_only))
-                # One tensor at a time: MultiWorkerMirroredStrategy cannot reduce a dict.
-                return {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-                        for name, value in per_replica.items()}
-
-            self._train_steps[supervised_only] = step
-        return self._train_steps[supervised_only]
+        """The compiled, distributed training step: (batch, seed [2]) -> summed loss terms."""
+        return self.step(supervised_only)
 
     # ------------------------------------------------------------- evaluation
     def evaluate(self, split: str, policy: str = "greedy", samples: int = 1) -> dict:
@@ -384,15 +219,8 @@ class Trainer:
         pretrain = self.config.pretrain_epochs if self.config.pretrain else 0
         start = int(self.epoch.numpy())
         if start == 0 and self.is_chief:
-            with self.writer.as_default(step=0):
-                tf.summary.text("config", "```\n" + json.dumps(self.config.to_dict(), indent=2)
-                                + "\n```")
-                # TensorBoard's HPARAMS tab: this run's configuration beside its metrics
-                # (val/... and test/accuracy scalars), runs under runs/ side by side.
-                hparams_api.hparams({name: "None" if value is None else value
-                                     for name, value in self.config.to_dict().items()},
-                                    trial_id=self.logdir.name)
-        history = self._load_history()
+            summaries.log_config(self.writer, self.config, trial_id=self.logdir.name)
+        history = load_history(self.logdir, start)
         train_seconds = history.get("train_seconds", 0.0)
         for epoch in range(start, self.total_epochs):
             if self.budget_spent(train_seconds, epoch):
@@ -403,17 +231,23 @@ class Trainer:
             self._check_finite_state(epoch)  # Before anything of this epoch is saved.
             elapsed = time.perf_counter() - started
             train_seconds += elapsed
-            val = self.evaluate("val", "random" if supervised_only else "greedy")
+            policy = "random" if supervised_only else "greedy"
+            val = self.evaluate("val", policy)
             self.epoch.assign(epoch + 1)
             improved = not supervised_only and val["accuracy"] > float(self.best_val.numpy())
             if improved:
                 self.best_val.assign(val["accuracy"])
             if self.is_chief:
-                self._write_summaries(epoch + 1, train, val, supervised_only,
-                                      self.steps_per_epoch * self.images_per_batch / elapsed)
+                summaries.log_epoch(
+                    self.writer, epoch + 1, train, val, policy,
+                    images_per_s=self.steps_per_epoch * self.images_per_batch / elapsed,
+                    learning_rate=float(self.optimizer.learning_rate),
+                    entropy_weight=float(self.entropy_weight()))
                 every = self.config.summary_images_every
                 if every and ((epoch + 1) % every == 0 or epoch + 1 == self.total_epochs):
-                    self._write_image_summaries(epoch + 1)
+                    batch = next(iter(split_dataset(self.splits, self.config, "val")))
+                    summaries.log_glimpses(self.writer, epoch + 1, self.model, batch,
+                                           self.config.scales)
             # The epoch's checkpoint is written last: it commits the epoch.  A kill before
             # it resumes from the previous epoch, which trims history.json to that epoch
             # and writes best/ and pretrained/ again (a resumed epoch is bitwise the same).
@@ -422,7 +256,8 @@ class Trainer:
                  "val_accuracy": val["accuracy"], "train_accuracy": train["accuracy"],
                  "wall_s": train_seconds})
             history["train_seconds"] = train_seconds
-            self._save_history(history)
+            if self.is_chief:
+                write_json(self.logdir / "history.json", history)
             # Every worker saves (see `write_dir`); every worker's `improved` is the same,
             # since the workers hold the same weights and evaluate the same canvases.
             if improved:
@@ -431,7 +266,7 @@ class Trainer:
                 self.pretrained_manager.save(checkpoint_number=epoch + 1)
             self.manager.save(checkpoint_number=epoch + 1)
             if self.verbose:
-                print(f"  val accuracy ({'random' if supervised_only else 'greedy'} policy): "
+                print(f"  val accuracy ({policy} policy): "
                       f"{val['accuracy']:.4f}  hit rate {val['hit_rate']:.3f}  "
                       f"distinct sequences {val['distinct_sequences']}/{val['count']}  "
                       f"({elapsed:.1f} s)")
@@ -471,73 +306,11 @@ class Trainer:
             sampled = self.evaluate("test", "sample", self.config.test_samples)
             metrics["test_accuracy_sampled"] = sampled["accuracy"]
         if self.is_chief:
-            _write_json(self.logdir / "metrics.json", metrics)
-            with self.writer.as_default(step=epochs):
-                tf.summary.scalar("test/accuracy", test["accuracy"])
-            self.writer.flush()
+            write_json(self.logdir / "metrics.json", metrics)
+            summaries.log_test(self.writer, epochs, test["accuracy"])
         else:
             shutil.rmtree(self.write_dir, ignore_errors=True)
         if self.verbose:
             print(f"best val accuracy {val['accuracy']:.4f}, test accuracy "
                   f"{test['accuracy']:.4f} (error {100 * (1 - test['accuracy']):.2f}%)")
         return metrics
-
-    # --------------------------------------------------------------- logging
-    def _write_summaries(self, step: int, train: dict, val: dict, supervised_only: bool,
-                         images_per_s: float) -> None:
-        with self.writer.as_default(step=step):
-            for name in LOSS_TERMS:
-                tf.summary.scalar(f"loss/{name}" if name != "reward" else "train/reward",
-                                  train[name])
-            tf.summary.scalar("train/accuracy", train["accuracy"])
-            tf.summary.scalar("train/policy_entropy", train["entropy"])
-            tf.summary.scalar("train/images_per_s", images_per_s)
-            tf.summary.scalar("train/learning_rate", float(self.optimizer.learning_rate))
-            tf.summary.scalar("train/entropy_weight", float(self.entropy_weight()))
-            for t, reward in enumerate(train["reward_per_step"]):
-                tf.summary.scalar(f"reward_per_step/step_{t}", reward)
-            for t, entropy in enumerate(train["entropy_per_step"]):
-                tf.summary.scalar(f"policy_entropy_per_step/step_{t}", entropy)
-            policy = "random" if supervised_only else "greedy"
-            tf.summary.scalar(f"val/accuracy_{policy}", val["accuracy"])
-            tf.summary.scalar(f"val/hit_rate_{policy}", val["hit_rate"])
-            tf.summary.scalar(f"val/distinct_sequences_{policy}", val["distinct_sequences"])
-            for t, rate in enumerate(val["hit_rate_per_step"]):
-                tf.summary.scalar(f"val_hit_rate_per_step/step_{t}", rate)
-            for t, accuracy in enumerate(val["accuracy_per_step"]):
-                tf.summary.scalar(f"val_accuracy_per_step/step_{t}", accuracy)
-        self.writer.flush()
-
-    def _write_image_summaries(self, step: int) -> None:
-        """Greedy glimpse trajectories on a few validation canvases, and where the policy looks."""
-        batch = next(iter(split_dataset(self.splits, self.config, "val")))
-        outputs = self.model(batch["image"], mode="greedy")
-        probabilities = tf.nn.softmax(outputs["step_logits"], axis=-1)
-        with self.writer.as_default(step=step):
-            tf.summary.image("glimpses/trajectories", trajectory_images(
-                batch["image"][:8], outputs["actions"][:8], probabilities[:8], self.model.grid,
-                self.config.scales, labels=batch["label"][:8]), max_outputs=8)
-            tf.summary.image("glimpses/heatmap", heatmap_image(
-                position_counts(outputs["actions"], self.model.grid)))
-
-    def _load_history(self) -> dict:
-        path = self.logdir / "history.json"
-        if not path.exists():
-            return {}
-        history = json.loads(path.read_text())
-        done = int(self.epoch.numpy())
-        history["val_history"] = [h for h in history.get("val_history", []) if h["epoch"] <= done]
-        if history["val_history"]:
-            history["train_seconds"] = history["val_history"][-1]["wall_s"]
-        return history
-
-    def _save_history(self, history: dict) -> None:
-        if self.is_chief:
-            _write_json(self.logdir / "history.json", history)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    """Write JSON atomically (a kill never leaves a half-written file)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
