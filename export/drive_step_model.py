@@ -9,7 +9,7 @@ copy it next to `glimpse_step.tflite` and `export_info.json` on the device.
 
     info = json.load(open("OUT_DIR/export_info.json"))
     step = open_interpreter("OUT_DIR/glimpse_step.tflite").get_signature_runner()
-    state = {name: np.zeros(shape, np.float32)
+    state = {name: np.zeros(shape, info["step_model"]["state_dtypes"][name])
              for name, shape in info["step_model"]["state_shapes"].items()}
     action = int(np.argmax(info["initial_logits"]))  # the first cell: nothing seen yet
     for t in range(info["steps"]):
@@ -91,8 +91,8 @@ def read_glimpse(image: np.ndarray, action: int, grid: dict) -> np.ndarray:
 
 
 def zero_state(info: dict) -> dict[str, np.ndarray]:
-    """The step model's state before the first glimpse (all zeros)."""
-    return {name: np.zeros(shape, np.float32)
+    """The step model's state before the first glimpse (all zeros, each of its dtype)."""
+    return {name: np.zeros(shape, info["step_model"]["state_dtypes"][name])
             for name, shape in info["step_model"]["state_shapes"].items()}
 
 

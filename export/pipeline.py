@@ -270,6 +270,8 @@ def _quantize(episode, stepper, out: Path, quantize: str, images: np.ndarray,
 
 def _describe(config, agent, initial: np.ndarray | None, shapes: dict) -> dict:
     """The export_info.json fields that describe the models' interfaces."""
+    from export.step_model import STATE_DTYPES
+
     grid = agent.grid
     return {
         "format_version": 1,
@@ -295,7 +297,8 @@ def _describe(config, agent, initial: np.ndarray | None, shapes: dict) -> dict:
                             "shape": [1, config.scales, grid.patch_size, grid.patch_size]},
                 "action": {"dtype": "int32", "shape": [1]},
                 "step": {"dtype": "int32", "shape": [1]},
-                **{name: {"dtype": "float32", "shape": shape} for name, shape in shapes.items()}},
+                **{name: {"dtype": STATE_DTYPES.get(name, "float32"), "shape": shape}
+                   for name, shape in shapes.items()}},
             **({CONTEXT_MODEL: {"images": {"dtype": "uint8", "shape": [1, grid.img_size,
                                                                        grid.img_size, 1]}}}
                if config.context else {}),
@@ -305,6 +308,7 @@ def _describe(config, agent, initial: np.ndarray | None, shapes: dict) -> dict:
                        "action": [1], "step": [1], **shapes},
             "outputs": ["next_logits", "probabilities", *shapes],
             "state_shapes": shapes,
+            "state_dtypes": {name: STATE_DTYPES.get(name, "float32") for name in shapes},
         },
     }
 

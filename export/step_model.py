@@ -16,7 +16,7 @@ embedding and classifier widths):
     lstm_c      float32 [1, M]
     embeddings  float32 [1, T, D]     the classifier's buffer of past embeddings (zeros at t = 0)
     gru_state   float32 [1, G]        the classifier's GRU state (zeros at t = 0)
-    visited     float32 [1, A]        1 for cells already looked at (zeros at t = 0)
+    visited     int32   [1, A]        1 for cells already looked at (zeros at t = 0)
 
 Outputs: ``next_logits`` [1, A] (policy logits of the cell for step t + 1, whose
 argmax is the greedy cell; with ``mask_visited`` visited cells get a logit one below
@@ -42,6 +42,7 @@ from export.episode import tf_variables
 from tf_glimpse.agent import GlimpseAgent
 
 STATE_NAMES = ("lstm_h", "lstm_c", "embeddings", "gru_state", "visited")
+STATE_DTYPES = {"visited": "int32"}  # The others are float32.
 
 
 def state_shapes(agent: GlimpseAgent) -> dict[str, list[int]]:
@@ -64,7 +65,7 @@ def step_specs(agent: GlimpseAgent) -> list[tf.TensorSpec]:
         tf.TensorSpec([1], tf.int32, name="action"),
         tf.TensorSpec([1], tf.int32, name="step"),
     ]
-    specs += [tf.TensorSpec(shape, tf.float32, name=name)
+    specs += [tf.TensorSpec(shape, STATE_DTYPES.get(name, "float32"), name=name)
               for name, shape in state_shapes(agent).items()]
     return specs
 
@@ -73,7 +74,7 @@ def initial_logits(agent: GlimpseAgent) -> tf.Tensor | None:
     """Policy logits [A] of the first cell, or None when they depend on the image (context)."""
     if agent.context is not None:
         return None
-    visited = tf.zeros([1, agent.num_actions])
+    visited = agent.policy.no_visits(1)
     return agent.next_logits(tf.zeros([1, agent.memory_units]), 0, visited)[0]
 
 
@@ -95,7 +96,7 @@ class ContextModule(tf.Module):
     def start(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         """The state and first-cell logits of uint8 images [1, I, I, 1]."""
         lstm_h, lstm_c = self.agent.initial_state(tf.cast(images, tf.float32) / 255.0)
-        visited = tf.zeros([1, self.agent.num_actions])
+        visited = self.agent.policy.no_visits(1)
         return {"lstm_h": lstm_h, "lstm_c": lstm_c,
                 "next_logits": self.agent.next_logits(lstm_h, 0, visited)}
 
@@ -125,7 +126,7 @@ class StepModule(tf.Module):
             embedding, step, embeddings, gru_state)
 
         # Policy for the next step, from the new memory state.
-        visited = tf.maximum(visited, tf.one_hot(action, agent.num_actions))
+        visited = agent.policy.visit(visited, action)
         next_logits = agent.next_logits(lstm_h, 1, visited)
         return {
             "next_logits": next_logits,

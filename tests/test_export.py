@@ -61,7 +61,7 @@ def exported(run_dir, tmp_path_factory) -> tuple[Path, dict]:
     """The export of `run_dir` (float, step and int8 models) and its export_info."""
     out = tmp_path_factory.mktemp("exports") / "tiny"
     info = export_run(run_dir, out, quantize="int8", verify_count=CHECK_COUNT, eval_count=500,
-                      calibration_count=100, log=lambda message: None, max_accuracy_drop=0.07)
+                      calibration_count=100, log=lambda message: None, max_accuracy_drop=0.03)
     return out, info
 
 
@@ -171,7 +171,8 @@ def test_step_model_attends_only_to_glimpses_seen_so_far(exported, canvases):
     runner = tflite.interpreter(out / STEP_MODEL).get_signature_runner()
     shapes = info["step_model"]["state_shapes"]
     rng = np.random.default_rng(0)
-    state = {name: rng.normal(size=shape).astype(np.float32) for name, shape in shapes.items()}
+    state = {name: rng.normal(size=shape).astype(info["step_model"]["state_dtypes"][name])
+             for name, shape in shapes.items()}
     inputs = dict(glimpse=read_glimpse(canvases[0][0], 5, info["grid"]),
                   action=np.array([5], np.int32), step=np.array([1], np.int32), **state)
     future = dict(inputs, embeddings=inputs["embeddings"].copy())
@@ -219,10 +220,10 @@ def test_int8_models_are_smaller_and_lose_little_accuracy(exported):
     report = info["quantization"]
     print("int8 quantization:", json.dumps(report, indent=1))
     assert report["float_accuracy"] > 0.5, report  # Trained: the bound below means something.
-    # A guard against worse, not the goal: int8 still loses accuracy (issue 14).  Measured
-    # here: -0.052 on 500 canvases of this tiny model since the memory loss (was < 0.05).
-    assert report["full_accuracy_change"] >= -0.07, report
-    assert report["step_accuracy_change"] >= -0.07, report
+    # Measured here on 500 canvases of this tiny model: -0.010 (full) and -0.018 (step)
+    # with the visited mask in int32 (-0.052 when it was a float mask, quantized to 0.5).
+    assert report["full_accuracy_change"] >= -0.03, report
+    assert report["step_accuracy_change"] >= -0.03, report
     for name in (FULL_MODEL, STEP_MODEL):
         quantized = name.replace(".tflite", "_int8.tflite")
         # Measured: 0.65x here (a tiny model: graph and tables weigh), 0.36x at 128 units.

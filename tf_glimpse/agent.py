@@ -144,7 +144,7 @@ class GlimpseAgent(keras.Model):
         step_seeds = (tf.cast(tf.random.experimental.stateless_split(seed, self.steps), tf.int32)
                       if seed is not None else [None] * self.steps)
         state = self.initial_state(images)
-        visited = tf.zeros([batch, self.num_actions]) if self.mask_visited else None
+        visited = self.policy.no_visits(batch)
         records = {key: [] for key in ("actions", "log_probs", "entropies", "baselines",
                                        "policy_logits", "embeddings", "glimpses",
                                        "memory_logits")}
@@ -155,8 +155,7 @@ class GlimpseAgent(keras.Model):
             action = choice["action"]
             baseline = self.baseline_head(tf.stop_gradient(state[0]))[:, 0]
             glimpses, embedding, state = self.observe(images, action, state)
-            if visited is not None:
-                visited = tf.maximum(visited, tf.one_hot(action, self.num_actions))
+            visited = self.policy.visit(visited, action)
             records["actions"].append(action)
             records["log_probs"].append(choice["log_prob"])
             records["entropies"].append(choice["entropy"])

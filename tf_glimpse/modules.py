@@ -188,6 +188,23 @@ class LocationPolicy(keras.layers.Layer):
     def build(self, input_shape) -> None:
         self.head.build(input_shape)
 
+    def no_visits(self, batch: tf.Tensor | int) -> tf.Tensor | None:
+        """The visited cells before the first glimpse: int32 zeros [B, A] (None without a mask).
+
+        int32, not float: an int8 model keeps integer tensors exact, while a float 0/1
+        mask would be quantized with the activations (measured: it came out as 0.5
+        everywhere, every cell "visited").
+        """
+        if not self.mask_visited:
+            return None
+        return tf.zeros([batch, self.num_actions], tf.int32)
+
+    def visit(self, visited: tf.Tensor | None, action: tf.Tensor) -> tf.Tensor | None:
+        """`visited` [B, A] with the cells `action` [B] marked (1)."""
+        if visited is None:
+            return None
+        return tf.maximum(visited, tf.one_hot(action, self.num_actions, dtype=visited.dtype))
+
     def raw_logits(self, hidden: tf.Tensor, step: int) -> tf.Tensor:
         """Unmasked logits [B, A] of the cell of `step` (a Python int), from h_{step-1}."""
         logits = self.head(hidden)
