@@ -26,7 +26,10 @@ lists), `drive_step_model` (the step loop, numpy + LiteRT only), `pipeline`
 
 from export.errors import ExportError
 
-__all__ = ["ExportError", "export_run"]
+# The --quantize modes (defined here, without TensorFlow, for the command line's --help).
+QUANTIZE_MODES = ("none", "dynamic", "int8")
+
+__all__ = ["QUANTIZE_MODES", "ExportError", "export_run"]
 
 
 def export_run(*args, **kwargs) -> dict:

@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-QUANTIZE_MODES = ("none", "dynamic", "int8")  # As export.tflite.QUANTIZE_MODES (no TF import).
+from export import QUANTIZE_MODES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

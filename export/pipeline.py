@@ -67,7 +67,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, quantize: str = "none",
     `out_dir` exists and `overwrite` is False.  Nothing is left in `out_dir`
     unless the whole export succeeds.
     """
-    from export.tflite import QUANTIZE_MODES
+    from export import QUANTIZE_MODES
 
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize={quantize!r}; valid values: {', '.join(QUANTIZE_MODES)}")

@@ -27,11 +27,9 @@ import tensorflow as tf
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 
+from export import QUANTIZE_MODES
 from export.drive_step_model import open_interpreter
-
 from export.errors import ExportError
-
-QUANTIZE_MODES = ("none", "dynamic", "int8")
 _BUILTIN_NAMES = {value: name for name, value in vars(schema.BuiltinOperator).items()
                   if not name.startswith("_")}
 

@@ -16,34 +16,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tf_glimpse.errors import ConfigError
+from tf_glimpse.grid import ActionGrid
+
 DATASETS = ("mnist", "fashion_mnist")
 ENCODERS = ("mlp", "cnn")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 SENSOR_BACKENDS = ("matmul", "crop_and_resize", "window")
 DIGIT_SIZE = 28  # MNIST and Fashion-MNIST images are 28 x 28.
-
-
-class ConfigError(ValueError):
-    """A configuration value is out of its valid range."""
-
-
-def valid_strides(img_size: int, patch_size: int) -> list[int]:
-    """All strides s >= 1 for which (img_size - patch_size) is divisible by s."""
-    span = img_size - patch_size
-    if span < 0:
-        return []
-    if span == 0:
-        return [1]
-    return [s for s in range(1, span + 1) if span % s == 0]
-
-
-def stride_error(img_size: int, patch_size: int, stride: int) -> str:
-    """The message for a stride that does not fit the image and patch sizes."""
-    span = img_size - patch_size
-    return (f"stride={stride} is invalid for img_size={img_size}, patch_size={patch_size}: "
-            f"it must divide img_size - patch_size = {span} or equal patch_size "
-            f"(non-overlapping tiles); valid strides: "
-            f"{sorted(set(valid_strides(img_size, patch_size)) | {patch_size})}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +129,6 @@ class GlimpseConfig:
     @property
     def grid(self):
         """The `ActionGrid` of this configuration."""
-        from tf_glimpse.grid import ActionGrid  # Local import: grid imports this module.
-
         return ActionGrid(self.img_size, self.patch_size, self.stride)
 
     @property
@@ -177,9 +155,7 @@ class GlimpseConfig:
                 f"patch_size={self.patch_size} is larger than img_size={self.img_size}; "
                 f"valid range: 1..{self.img_size}"
             )
-        span = self.img_size - self.patch_size
-        if self.stride < 1 or (span % self.stride and self.stride != self.patch_size):
-            raise ConfigError(stride_error(self.img_size, self.patch_size, self.stride))
+        ActionGrid(self.img_size, self.patch_size, self.stride)  # ConfigError: a bad stride.
         _check_min("scales", self.scales, 1, upper=6)
         _check_min("steps", self.steps, 1, upper=64)
         _check_min("clutter_count", self.clutter_count, 0)

@@ -23,7 +23,26 @@ import dataclasses
 
 import numpy as np
 
-from tf_glimpse.config import ConfigError, stride_error
+from tf_glimpse.errors import ConfigError
+
+
+def valid_strides(img_size: int, patch_size: int) -> list[int]:
+    """All strides s >= 1 for which (img_size - patch_size) is divisible by s."""
+    span = img_size - patch_size
+    if span < 0:
+        return []
+    if span == 0:
+        return [1]
+    return [s for s in range(1, span + 1) if span % s == 0]
+
+
+def stride_error(img_size: int, patch_size: int, stride: int) -> str:
+    """The message for a stride that does not fit the image and patch sizes."""
+    span = img_size - patch_size
+    return (f"stride={stride} is invalid for img_size={img_size}, patch_size={patch_size}: "
+            f"it must divide img_size - patch_size = {span} or equal patch_size "
+            f"(non-overlapping tiles); valid strides: "
+            f"{sorted(set(valid_strides(img_size, patch_size)) | {patch_size})}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_glimpse.config import ConfigError
+from tf_glimpse.config import DIGIT_SIZE, ConfigError
 from tf_glimpse.data.idx import DataError, data_error, how_to_get, read_bytes, read_pair
 
 DATA_DIR_ENV = "TF_GLIMPSE_DATA_DIR"
@@ -47,7 +47,6 @@ _TRAIN_LABELS_MD5 = {
     "9018921c3c673c538a1fc5bad174d6f9": "fashion_mnist",
 }
 
-DIGIT_SIZE = 28
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
