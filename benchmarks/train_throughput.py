@@ -51,17 +51,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batches", type=int, default=30, help="batches per timed stretch")
     parser.add_argument("--repeats", type=int, default=3, help="timed stretches (median)")
     parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--profile", default=None, metavar="DIR",
+                        help="also write a TensorFlow profiler trace of one stretch of XLA "
+                             "training steps to DIR (open it with `tensorboard --logdir DIR`, "
+                             "PROFILE tab)")
     return parser.parse_args()
 
 
 def time_training(config: GlimpseConfig, batches: int, repeats: int,
-                  prepared: bool = False) -> list[float]:
+                  prepared: bool = False, profile_dir: str | None = None) -> list[float]:
     """Images/s of `repeats` stretches of `batches` training steps (after a warm-up).
 
     The canvases come from the real input pipeline, running beside the step;
     with `prepared` they are made before the clock starts and held in memory, so
-    the figure is the training step's alone.
+    the figure is the training step's alone.  With `profile_dir`, the last stretch
+    runs under the TensorFlow profiler (`tf.profiler.experimental`), which writes
+    its trace there; that stretch's rate includes the profiler's overhead.
     """
+    import tensorflow as tf
+
     from tf_glimpse.training import Trainer
 
     with tempfile.TemporaryDirectory() as logdir:
@@ -73,11 +81,17 @@ def time_training(config: GlimpseConfig, batches: int, repeats: int,
             iterator = iter(list(dataset) if prepared else
                             trainer.strategy.experimental_distribute_dataset(dataset))
             next_batch = next(iterator)
+            profiling = profile_dir is not None and repeat == repeats
+            if profiling:
+                tf.profiler.experimental.start(profile_dir)
             started = time.perf_counter()
-            for _ in range(batches):
-                result = step(next_batch, trainer.rng.make_seeds(1)[:, 0])
+            for index in range(batches):
+                with tf.profiler.experimental.Trace("train", step_num=index):
+                    result = step(next_batch, trainer.rng.make_seeds(1)[:, 0])
                 next_batch = next(iterator, next_batch)
             float(result["count"])  # Wait for the last step.
+            if profiling:
+                tf.profiler.experimental.stop()
             if repeat:
                 rates.append(batches * config.batch_size / (time.perf_counter() - started))
         return rates
@@ -114,7 +128,7 @@ def main() -> None:
                          scales=args.scales, batch_size=args.batch_size, data_dir=args.data_dir,
                          sensor_backend=args.sensor_backend,
                          subset=args.batch_size * (args.batches + 1))
-    xla = time_training(base, args.batches, args.repeats)
+    xla = time_training(base, args.batches, args.repeats, profile_dir=args.profile)
     no_xla = time_training(base.replace(jit_compile=False), args.batches, args.repeats)
     input_rate = time_input(base, 4 * args.batches)
     setting = (f"{args.img_size}x{args.img_size}, clutter {args.clutter_count}, "
@@ -129,6 +143,9 @@ def main() -> None:
     ratio = statistics.median(xla) / PEER_IMAGES_PER_S
     print(f"ratio to the peer's {PEER_IMAGES_PER_S:,} images/s (kevinzakka RAM, mnist28 "
           f"setting, same machine): {ratio:.2f}x")
+    if args.profile:
+        print(f"profiler trace of the last XLA stretch: {args.profile} "
+              f"(tensorboard --logdir {args.profile}, PROFILE tab)")
     print(json.dumps({"images_per_s": round(statistics.median(xla), 1),
                       "images_per_s_no_xla": round(statistics.median(no_xla), 1),
                       "input_canvases_per_s": round(input_rate, 1),

@@ -253,15 +253,18 @@ def test_window_sensor_flops_do_not_grow_with_the_canvas():
     assert flops.sensor_flops("matmul", 400, 12, 3) > 100 * costs[400]
 
 
-def test_train_throughput_prints_our_rate_and_the_ratio_to_the_peer(data_dir):
+def test_train_throughput_prints_our_rate_and_the_ratio_to_the_peer(data_dir, tmp_path):
     import subprocess
     import sys
 
     result = subprocess.run(
         [sys.executable, "benchmarks/train_throughput.py", "--img_size", "28", "--clutter_count",
          "0", "--patch_size", "8", "--stride", "4", "--steps", "2", "--batch_size", "16",
-         "--batches", "2", "--repeats", "1", "--data_dir", data_dir],
+         "--batches", "2", "--repeats", "1", "--data_dir", data_dir,
+         "--profile", str(tmp_path / "profile")],
         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    # The profiler's trace, in the layout TensorBoard's profile tab reads.
+    assert list((tmp_path / "profile" / "plugins" / "profile").glob("*/*.xplane.pb"))
     assert result.returncode == 0, result.stderr[-2000:]
     last = json.loads(result.stdout.strip().splitlines()[-1])
     assert last["images_per_s"] > 0 and last["peer_images_per_s"] == 5566
