@@ -295,3 +295,29 @@ def test_sensor_scaling_keeps_the_window_agents_flops_flat_and_rejects_a_grid_th
     bad = subprocess.run(command[:-8] + ["--grid_size", "4"], capture_output=True, text=True,
                          timeout=120, cwd=ROOT)
     assert bad.returncode == 2 and "--grid_size 4" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_time_to_accuracy_reads_the_first_reinforce_epoch_under_each_threshold(tmp_path):
+    import subprocess
+    import sys
+
+    from benchmarks.time_to_accuracy import seconds_to
+
+    history = [{"epoch": 1, "phase": "pretrain", "val_accuracy": 0.99, "wall_s": 10.0},
+               {"epoch": 2, "phase": "reinforce", "val_accuracy": 0.97, "wall_s": 20.0},
+               {"epoch": 3, "phase": "reinforce", "val_accuracy": 0.985, "wall_s": 30.04},
+               {"epoch": 4, "phase": "reinforce", "val_accuracy": 0.98, "wall_s": 40.0}]
+    # The pre-training epoch (random glimpses) does not count; 1.5% is first met at epoch 3.
+    assert seconds_to(history, 2.5) == 30.0 and seconds_to(history, 1.5) == 30.0
+    assert seconds_to(history, 3.0) == 20.0 and seconds_to(history, 1.0) is None
+    (tmp_path / "history.json").write_text(json.dumps({"val_history": history}))
+    (tmp_path / "metrics.json").write_text(json.dumps({"test_error": 0.0161}))
+    result = subprocess.run([sys.executable, "benchmarks/time_to_accuracy.py", "--run_dir",
+                             str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["seconds_to_val_error"] == {"2.5": 30.0, "1.5": 30.0, "1.0": None}
+    assert last["best_val_error"] == 1.5 and last["test_error"] == 1.61 and last["epochs"] == 4
+    bad = subprocess.run([sys.executable, "benchmarks/time_to_accuracy.py", "--thresholds", "0"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert bad.returncode == 2 and "--thresholds 0" in bad.stderr
