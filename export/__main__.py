@@ -1,10 +1,11 @@
 """Command line: ``python -m export RUN_DIR --out OUT_DIR [--quantize none|dynamic|int8]``.
 
 Exit codes, as for train.py and `python -m tf_glimpse.report`: 0 success; 1 the
-export failed (a model that fails its checks, a data error with --quantize int8);
-2 a bad command line: bad arguments, RUN_DIR not a train.py run directory or
-without a checkpoint (the one-line message names it), or an existing OUT_DIR
-without --overwrite.  On any failure nothing is left in OUT_DIR, nor its parent
+export failed (a model that fails its checks, a data error with --quantize int8, a
+missing package); 2 a bad command line: bad arguments, RUN_DIR not a train.py run
+directory or without a checkpoint (the one-line message names it), data that differ
+from those the run began with (RUN_DIR/data.json), or an existing OUT_DIR without
+--overwrite.  On any failure nothing is left in OUT_DIR, nor its parent
 directories created.
 """
 
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from export.pipeline import export_run
     from tf_glimpse.config import ConfigError
     from tf_glimpse.data import DataError
+    from tf_glimpse.optional import MissingDependency
     from tf_glimpse.runs import RunError
 
     log = (lambda message: None) if args.quiet else print
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RunError, ConfigError, FileExistsError) as error:  # RUN_DIR or OUT_DIR unusable.
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (ExportError, DataError) as error:
+    except (ExportError, DataError, MissingDependency) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     log(f"exported to {args.out}: " + ", ".join(f"{name} {size / 1e6:.2f} MB"

@@ -9,19 +9,24 @@ import numpy as np
 from tf_glimpse.config import GlimpseConfig
 
 
-def validation_canvases(config: GlimpseConfig, count: int) -> tuple[np.ndarray, np.ndarray]:
+def validation_canvases(config: GlimpseConfig, count: int,
+                        run_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The first `count` fixed validation canvases of a run: uint8 [n, I, I, 1] and labels [n].
 
     The canvases are those of `split_dataset(..., "val")`, the ones training
     evaluated on; they are built as uint8 / 255, so rounding back to uint8 is exact.
     The run's `data_dir` is used if it exists here, else the usual search
     ($TF_GLIMPSE_DATA_DIR, data/<dataset>/).  Raises `tf_glimpse.data.DataError`
-    when the data set is not found.
+    when the data set is not found, and `tf_glimpse.runs.RunError` when it differs
+    from the data the run `run_dir` began with.
     """
     from tf_glimpse.data import load_splits, split_dataset
+    from tf_glimpse.runs import check_data
 
     data_dir = config.data_dir if config.data_dir and Path(config.data_dir).is_dir() else None
     splits = load_splits(config.dataset, data_dir, config.val_size, config.seed, config.subset)
+    if run_dir is not None:
+        check_data(run_dir, splits, data_dir)
     images, labels, total = [], [], 0
     for batch in split_dataset(splits, config, "val"):
         images.append(np.rint(batch["image"].numpy() * 255.0).astype(np.uint8))

@@ -83,7 +83,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, quantize: str = "none",
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         info = _write_all(config, agent, staging, quantize, verify_count, eval_count,
-                          calibration_count, log, max_accuracy_drop)
+                          calibration_count, log, max_accuracy_drop, Path(run_dir))
         info.update(run_dir=str(Path(run_dir).resolve()), checkpoint=str(checkpoint))
         (staging / CLASS_NAMES_FILE).write_text("\n".join(class_names(config)) + "\n")
         info["class_names"] = class_names(config)
@@ -106,13 +106,14 @@ def _replace_dir(staging: Path, out_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _check_images(config, count: int, log) -> tuple[np.ndarray, np.ndarray | None, str]:
+def _check_images(config, count: int, log, run_dir: Path
+                  ) -> tuple[np.ndarray, np.ndarray | None, str]:
     """Validation canvases (with labels) if the data set is found, else synthetic ones."""
     from export.data import synthetic_canvases, validation_canvases
     from tf_glimpse.data import DataError
 
     try:
-        images, labels = validation_canvases(config, count)
+        images, labels = validation_canvases(config, count, run_dir)
         if len(images):
             return images, labels, "validation canvases"
     except DataError as error:
@@ -121,7 +122,7 @@ def _check_images(config, count: int, log) -> tuple[np.ndarray, np.ndarray | Non
 
 
 def _write_all(config, agent, out: Path, quantize: str, verify_count: int, eval_count: int,
-               calibration_count: int, log, max_accuracy_drop: float) -> dict:
+               calibration_count: int, log, max_accuracy_drop: float, run_dir: Path) -> dict:
     import tensorflow as tf
 
     from export import saved_model, tflite
@@ -131,7 +132,7 @@ def _write_all(config, agent, out: Path, quantize: str, verify_count: int, eval_
     started = time.perf_counter()
     scored = max(verify_count, eval_count)
     extra = calibration_count if quantize == "int8" else 0
-    images, labels, source = _check_images(config, scored + extra, log)
+    images, labels, source = _check_images(config, scored + extra, log, run_dir)
     if quantize == "int8" and labels is None:
         raise ExportError("--quantize int8 calibrates on validation canvases: set "
                           "TF_GLIMPSE_DATA_DIR (or the run's data_dir) to the data set")

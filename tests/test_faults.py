@@ -264,3 +264,106 @@ def test_a_non_finite_loss_or_update_stops_the_run_and_keeps_the_last_good_check
                if np.issubdtype(np.asarray(value).dtype, np.floating))
     assert epochs_in(run) == [1]
     assert not (run / "metrics.json").exists()
+
+
+# ------------------------------------------------------------- run-time failures
+@pytest.mark.parametrize("where", ["history", "checkpoint"])
+def test_a_full_disk_stops_the_run_with_one_line_and_the_resume_command(
+        tmp_path, data_dir, monkeypatch, capsys, where):
+    """The disk fills up in epoch 2: writing history.json (an OSError) or the checkpoint
+    (TensorFlow's own error).  Epoch 1 stays saved, and --resume finishes the run."""
+    import errno
+
+    from tf_glimpse import training
+
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "run"))
+    if where == "history":
+        original, calls = training.write_json, []
+
+        def write_json(path, payload):
+            calls.append(path)
+            if len(calls) == 2:  # history.json of epoch 2.
+                raise full
+            original(path, payload)
+
+        monkeypatch.setattr(training, "write_json", write_json)
+    else:
+        original_save, saves = tf.train.CheckpointManager.save, []
+
+        def save(manager, *args, **kwargs):
+            if Path(manager.directory).name == "checkpoints":
+                saves.append(manager.directory)
+                if len(saves) == 2:  # The checkpoint that would commit epoch 2.
+                    raise tf.errors.ResourceExhaustedError(None, None, os.strerror(errno.ENOSPC))
+            return original_save(manager, *args, **kwargs)
+
+        monkeypatch.setattr(tf.train.CheckpointManager, "save", save)
+    run = tmp_path / "run"
+    flags = [*TINY_FLAGS, "--epochs", "2", "--data_dir", data_dir, "--logdir", str(run),
+             "--quiet"]
+    assert cli.main(flags) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("train.py: error: the run stopped in "
+                                                   "epoch 2"), lines
+    assert os.strerror(errno.ENOSPC) in lines[0] and "--resume" in lines[0]
+    assert Path(tf.train.latest_checkpoint(str(run / "checkpoints"))).name == "ckpt-1"
+    # history.json is written before the checkpoint that commits the epoch; --resume
+    # trims it back to the checkpoint.
+    assert epochs_in(run) == ([1] if where == "history" else [1, 2])
+    monkeypatch.undo()
+    assert cli.main([*flags, "--resume"]) == 0
+    assert epochs_in(run) == [1, 2] and (run / "metrics.json").exists()
+
+
+def test_resume_report_and_export_refuse_data_that_changed_since_the_run_began(
+        tmp_path, data_dir, capsys):
+    """A run records its data's fingerprint (data.json); the same flags on other data
+    (here another subset of MNIST in a copy of the directory, with a label changed) are
+    refused with one line and exit 2, and nothing of the run changes."""
+    import gzip
+    import shutil
+
+    from tf_glimpse import report
+
+    run = tmp_path / "run"
+    assert cli.main([*TINY_FLAGS, "--epochs", "1", "--data_dir", data_dir, "--logdir", str(run),
+                     "--quiet"]) == 0
+    assert json.loads((run / "data.json").read_text())["dataset"] == "mnist"
+    changed = tmp_path / "changed"
+    shutil.copytree(data_dir, changed)
+    labels = changed / "train-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(labels.read_bytes()))
+    raw[8:8 + 300] = bytes((value + 1) % 10 for value in raw[8:8 + 300])  # Relabel 300 images.
+    labels.write_bytes(gzip.compress(bytes(raw)))
+    before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    capsys.readouterr()
+
+    with pytest.raises(SystemExit) as exit_info:  # argparse's exit for a bad command line.
+        cli.main([*TINY_FLAGS, "--epochs", "2", "--data_dir", str(changed), "--logdir",
+                  str(run), "--quiet", "--resume"])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "differ from the data the run began with" in message and str(changed) in message
+    assert report.main([str(run), "--data_dir", str(changed), "--quiet", "--gifs", "0"]) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("report: error: ") and "data.json" in message
+    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before
+
+
+def test_a_missing_package_is_named_with_how_to_install_it_and_nothing_is_written(tmp_path,
+                                                                                   data_dir):
+    """The report without matplotlib, run through its real command line in a Python whose
+    import of matplotlib fails: exit 1, one line naming the package, no report/ written."""
+    run = tmp_path / "run"
+    assert cli.main([*TINY_FLAGS, "--epochs", "1", "--data_dir", data_dir, "--logdir", str(run),
+                     "--quiet"]) == 0
+    before = sorted(p.name for p in run.iterdir())
+    script = ("import sys; sys.modules['matplotlib'] = None; "
+              "from tf_glimpse.report import main; sys.exit(main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", script, str(run), "--quiet"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("report:")]
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert len(lines) == 1 and "needs the package matplotlib" in lines[0]
+    assert "pip install" in lines[0] and "Traceback" not in result.stderr
+    assert sorted(p.name for p in run.iterdir()) == before  # No report/, no gifs/.

@@ -8,17 +8,22 @@ Exit codes (the same for every command line of the project):
 
 * 0 - done;
 * 1 - a data error (the data set is missing, corrupt or inconsistent: the one-line
-      message names the file and says how to get the data) or a failure at run
-      time (e.g. a non-finite loss);
+      message names the file and says how to get the data), a missing package (e.g.
+      tensorflow-datasets for --dataset tfds:NAME) or a failure at run time (a
+      non-finite loss; a full disk or another error writing the run: the message
+      gives the --resume command, TF_GLIMPSE_DEBUG=1 shows the traceback);
 * 2 - a bad command line: a flag value out of range (also one that does not fit
       the data set, e.g. --val_size), an existing --logdir without --resume, or
-      --resume with a model-defining flag that differs from the saved run.
+      --resume with a model-defining flag that differs from the saved run, or with
+      data that differ from those the run began with (LOGDIR/data.json);
+* 130 - interrupted (Ctrl-C): the message gives the --resume command.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import sys
 import time
@@ -162,13 +167,14 @@ def load_data(parser: argparse.ArgumentParser, config: GlimpseConfig):
     """The `Splits` of `config`; exits 2 on a bad value, 1 on bad data (numpy only, no TF)."""
     from tf_glimpse.data.idx import DataError
     from tf_glimpse.data.sources import load_splits
+    from tf_glimpse.optional import MissingDependency
 
     try:
         return load_splits(config.dataset, config.data_dir, config.val_size, config.seed,
                            config.subset)
     except ConfigError as error:
         parser.error(str(error))
-    except DataError as error:
+    except (DataError, MissingDependency) as error:  # e.g. tfds: without tensorflow-datasets.
         parser.exit(1, f"{parser.prog}: error: {error}\n")
 
 
@@ -208,6 +214,9 @@ def describe_run(config: GlimpseConfig, logdir: str, resume: bool) -> str:
             f"{budget}; run directory {logdir}")
 
 
+DEBUG_VARIABLE = "TF_GLIMPSE_DEBUG"  # Set it to see the traceback of a run-time failure.
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, validate them (exit 2 on a bad value), train, print the final metrics."""
     parser = build_parser()
@@ -233,8 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow()
     _, trainer = start_trainer(parser, config, logdir, args.resume, 0 if args.quiet else 1)
 
-    from tf_glimpse.runs import TrainingError  # Imported by start_trainer already.
+    import tensorflow as tf  # Imported by start_trainer already.
 
+    from tf_glimpse.runs import TrainingError
+
+    again = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
+    if "--resume" not in again:
+        again += " --resume"
     try:
         metrics = trainer.fit()
     except TrainingError as error:
@@ -242,13 +256,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         # Every finished epoch is checkpointed; the interrupted one is redone on resume.
-        done = int(trainer.epoch.numpy())
-        again = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
-        if "--resume" not in again:
-            again += " --resume"
+        done = trainer.saved_epochs
         print(f"train.py: interrupted after {done} finished epoch(s), all saved in {logdir}; "
               f"continue with: {again}", file=sys.stderr)
         return 130
+    except (OSError, tf.errors.OpError) as error:  # e.g. a full disk while saving.
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        done = trainer.saved_epochs
+        reason = (f"{error.strerror}: {error.filename}" if isinstance(error, OSError)
+                  and error.strerror else str(getattr(error, "message", error)).splitlines()[0])
+        print(f"train.py: error: the run stopped in epoch {done + 1} ({reason}); the "
+              f"{done} finished epoch(s) are saved in {logdir}. Fix the cause (for a full "
+              f"disk, free some space), then continue with: {again}  "
+              f"(set {DEBUG_VARIABLE}=1 for the traceback)", file=sys.stderr)
+        return 1
     print(f"run directory: {logdir}  (tensorboard --logdir {logdir})")
     print({key: metrics[key] for key in ("val_accuracy", "test_accuracy", "epochs",
                                          "train_seconds")})

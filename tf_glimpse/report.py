@@ -30,10 +30,11 @@ digit's bounding box, `metrics.glimpse_hits`), overall and per step, and
 centre); and ``RUN_DIR/gifs/attention1.gif`` ... of the greedy policy.
 
 Exit codes, as for train.py: 0 done; 1 a data error (the test set is missing or
-corrupt: the message names the file); 2 bad arguments or RUN_DIR (not a run
-directory, or no checkpoint), or a --data_dir whose data set is too small for the
-run's configuration.  Nothing is written under RUN_DIR unless the data and the
-checkpoint load.
+corrupt: the message names the file) or a missing package (matplotlib for the plots,
+imageio for the GIFs); 2 bad arguments or RUN_DIR (not a run directory, or no
+checkpoint), a --data_dir whose data set is too small for the run's configuration,
+or data that differ from those the run began with (``RUN_DIR/data.json``).  Nothing
+is written under RUN_DIR unless the packages, the data and the checkpoint load.
 """
 
 from __future__ import annotations
@@ -157,8 +158,9 @@ def offset_histogram(offsets: np.ndarray, grid: ActionGrid) -> tuple[np.ndarray,
 
 # ------------------------------------------------------------------- plots
 def _pyplot():
-    import matplotlib
+    from tf_glimpse.optional import require
 
+    matplotlib = require("matplotlib", "the policy report's plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -314,12 +316,18 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
     from tf_glimpse.evaluation import summarize
     from tf_glimpse.metrics import sequence_diversity
     from tf_glimpse.progress import progress_bar
-    from tf_glimpse.runs import RunError, latest_checkpoint, load_agent
+    from tf_glimpse.optional import require
+    from tf_glimpse.runs import RunError, check_data, latest_checkpoint, load_agent
     from tf_glimpse.visualize import save_attention_gifs
 
+    # The packages of the plots and GIFs first: fail before any work, writing nothing.
+    _pyplot()
+    if gifs:
+        require("imageio", "the attention GIFs")
     config, agent = load_agent(run_dir, checkpoint)
     splits = load_splits(config.dataset, data_dir or config.data_dir, config.val_size,
                          config.seed, config.subset)
+    check_data(run_dir, splits, data_dir or config.data_dir)
     dataset = split_dataset(splits, config, "test")
     grid = config.grid
     total = len(splits.test_labels) if limit is None else min(limit, len(splits.test_labels))
@@ -416,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from tf_glimpse.data.idx import DataError
+    from tf_glimpse.optional import MissingDependency
     from tf_glimpse.quiet import quiet_tensorflow
 
     quiet_tensorflow()
@@ -423,10 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = build_report(run_dir, args.data_dir, args.limit, args.gifs, args.seed,
                               args.checkpoint, command, verbose=0 if args.quiet else 1)
-    except DataError as error:
+    except (DataError, MissingDependency) as error:
         print(f"report: error: {error}", file=sys.stderr)
         return 1
-    except ConfigError as error:  # e.g. the run's val_size does not fit the data set.
+    except (ConfigError, RunError) as error:  # e.g. val_size does not fit, the data changed.
         print(f"report: error: {error}", file=sys.stderr)
         return 2
     print(f"{'policy':<25} {'accuracy':>9} {'hit rate':>9}")

@@ -108,11 +108,13 @@ def restore_last_good(checkpoint: tf.train.Checkpoint, directory: str | Path) ->
     raise TrainingError(f"no checkpoint in {directory} loads (tried {', '.join(candidates)})")
 
 
-def prepare_run_dir(logdir: Path, config: GlimpseConfig, resume: bool) -> None:
-    """Create `logdir` and write config.json; with an existing run, check it can be resumed.
+def prepare_run_dir(logdir: Path, config: GlimpseConfig, resume: bool, splits=None) -> None:
+    """Create `logdir`, write config.json and data.json; with an existing run, check it
+    can be resumed.
 
     ConfigError when `logdir` holds a run and `resume` is False, when its
-    config.json is damaged, or when `config` changes a field `--resume` cannot change.
+    config.json is damaged, when `config` changes a field `--resume` cannot change,
+    or when the data (`splits`) differ from those the run began with.
     """
     config_path = logdir / "config.json"
     if config_path.exists():
@@ -124,8 +126,15 @@ def prepare_run_dir(logdir: Path, config: GlimpseConfig, resume: bool) -> None:
         except RunError as error:  # A damaged or hand-edited config.json.
             raise ConfigError(str(error)) from error
         check_resumable(saved, config)
+        if splits is not None:
+            try:
+                check_data(logdir, splits, config.data_dir)
+            except RunError as error:
+                raise ConfigError(str(error)) from error
     logdir.mkdir(parents=True, exist_ok=True)
     config.to_json(config_path)
+    if splits is not None and not (logdir / DATA_FILE).exists():
+        record_data(logdir, splits)
 
 
 def trim_history(history: dict, epochs_done: int) -> dict:
@@ -147,6 +156,37 @@ def load_history(run_dir: str | Path, epochs_done: int) -> dict:
     if not path.exists():
         return {}
     return trim_history(json.loads(path.read_text()), epochs_done)
+
+
+DATA_FILE = "data.json"  # The fingerprint of the data set a run began with.
+
+
+def record_data(run_dir: Path, splits) -> None:
+    """Write `run_dir/data.json`: the name and fingerprint of the run's data (`Splits`)."""
+    write_json(Path(run_dir) / DATA_FILE, {"dataset": splits.name,
+                                           "fingerprint": splits.fingerprint})
+
+
+def check_data(run_dir: str | Path, splits, data_dir: str | None) -> None:
+    """RunError when the data of `splits` differ from those the run began with.
+
+    A run started before data.json existed is not checked.  `data_dir` (the
+    directory that was read, for the message) may be None.
+    """
+    path = Path(run_dir) / DATA_FILE
+    if not path.exists():
+        return
+    try:
+        recorded = json.loads(path.read_text())["fingerprint"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise RunError(f"{path} is damaged ({type(error).__name__}); restore it or delete it "
+                       f"to skip the data check") from error
+    if recorded != splits.fingerprint:
+        where = f" in {data_dir}" if data_dir else ""
+        raise RunError(f"the {splits.name} data{where} differ from the data the run began with "
+                       f"(fingerprint {splits.fingerprint[:12]}, recorded {recorded[:12]} in "
+                       f"{path}); point --data_dir (or TF_GLIMPSE_DATA_DIR) at the original "
+                       f"data, or start a new run")
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -73,7 +73,7 @@ class Trainer:
             self.logdir / f"workertemp_{self.strategy.cluster_resolver.task_id}")
         # The chief checks and writes the (maybe shared) run directory.
         if self.is_chief:
-            prepare_run_dir(self.logdir, config, resume)
+            prepare_run_dir(self.logdir, config, resume, self.splits)
         else:
             self.write_dir.mkdir(parents=True, exist_ok=True)
         keras.utils.set_random_seed(config.seed)
@@ -271,6 +271,12 @@ class Trainer:
                       f"distinct sequences {val['distinct_sequences']}/{val['count']}  "
                       f"({elapsed:.1f} s)")
         return self.finish(history)
+
+    @property
+    def saved_epochs(self) -> int:
+        """Epochs committed by a checkpoint: what `--resume` continues from."""
+        latest = self.manager.latest_checkpoint  # ".../ckpt-E", E = epochs done.
+        return int(latest.rsplit("-", 1)[1]) if latest else 0
 
     def budget_spent(self, train_seconds: float, epoch: int) -> bool:
         """Whether the --minutes budget is used up before `epoch` (0-based) starts."""

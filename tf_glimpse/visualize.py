@@ -283,7 +283,9 @@ def attention_gif_frames(image: np.ndarray, actions: Sequence[int], step_probs: 
 def write_gif(path: str | Path, frames: Sequence[np.ndarray], step_ms: int = 700,
               first_ms: int | None = None, last_ms: int = 2000) -> Path:
     """Write frames as a looping GIF with imageio (first/last frames held longer)."""
-    import imageio.v3 as iio
+    from tf_glimpse.optional import require
+
+    iio = require("imageio.v3", "the attention GIFs", "imageio")
 
     durations = [step_ms] * len(frames)
     if first_ms is not None:

@@ -62,6 +62,15 @@ class Splits:
     num_classes: int
     name: str
 
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """MD5 of every array: tells whether a run's data set changed since it began."""
+        digest = hashlib.md5()
+        for array in (self.train_images, self.train_labels, self.val_images, self.val_labels,
+                      self.test_images, self.test_labels):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
 
 # ---------------------------------------------------------------- IDX directories
 def find_file(directory: Path, role: str) -> Path | None:
@@ -156,9 +165,10 @@ def _load_idx_arrays(dataset: str, directory: Path) -> tuple[np.ndarray, ...]:
 @functools.lru_cache(maxsize=2)
 def _load_tfds_arrays(name: str) -> tuple[np.ndarray, ...]:
     """(train_images, train_labels, test_images, test_labels, num_classes) through TFDS."""
-    import tensorflow_datasets as tfds  # heavy; only for tfds: names
+    from tf_glimpse.optional import require
 
     spec = f"{TFDS_PREFIX}{name}"
+    tfds = require("tensorflow_datasets", f"--dataset {spec}", "tensorflow-datasets")
     try:
         builder = tfds.builder(name)
     except Exception as error:  # DatasetNotFoundError and friends
