@@ -317,36 +317,40 @@ def test_a_full_disk_stops_the_run_with_one_line_and_the_resume_command(
 
 def test_resume_report_and_export_refuse_data_that_changed_since_the_run_began(
         tmp_path, data_dir, capsys):
-    """A run records its data's fingerprint (data.json); the same flags on other data
-    (here another subset of MNIST in a copy of the directory, with a label changed) are
-    refused with one line and exit 2, and nothing of the run changes."""
+    """A run records its data's fingerprint (data.json).  When the files in its data
+    directory change afterwards (here 300 training labels), --resume, the report and the
+    export refuse them with one line and exit 2, and nothing of the run changes."""
     import gzip
     import shutil
 
+    from export.__main__ import main as export_main
     from tf_glimpse import report
 
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
     run = tmp_path / "run"
-    assert cli.main([*TINY_FLAGS, "--epochs", "1", "--data_dir", data_dir, "--logdir", str(run),
-                     "--quiet"]) == 0
+    flags = [*TINY_FLAGS, "--data_dir", str(data), "--logdir", str(run), "--quiet"]
+    assert cli.main([*flags, "--epochs", "1"]) == 0
     assert json.loads((run / "data.json").read_text())["dataset"] == "mnist"
-    changed = tmp_path / "changed"
-    shutil.copytree(data_dir, changed)
-    labels = changed / "train-labels-idx1-ubyte.gz"
+    labels = data / "train-labels-idx1-ubyte.gz"
     raw = bytearray(gzip.decompress(labels.read_bytes()))
-    raw[8:8 + 300] = bytes((value + 1) % 10 for value in raw[8:8 + 300])  # Relabel 300 images.
+    raw[8:8 + 300] = bytes((value + 1) % 10 for value in raw[8:8 + 300])
     labels.write_bytes(gzip.compress(bytes(raw)))
     before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
     capsys.readouterr()
 
     with pytest.raises(SystemExit) as exit_info:  # argparse's exit for a bad command line.
-        cli.main([*TINY_FLAGS, "--epochs", "2", "--data_dir", str(changed), "--logdir",
-                  str(run), "--quiet", "--resume"])
+        cli.main([*flags, "--epochs", "2", "--resume"])
     assert exit_info.value.code == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "differ from the data the run began with" in message and str(changed) in message
-    assert report.main([str(run), "--data_dir", str(changed), "--quiet", "--gifs", "0"]) == 2
+    assert "differ from the data the run began with" in message and str(data) in message
+    assert report.main([str(run), "--quiet", "--gifs", "0"]) == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert message.startswith("report: error: ") and "data.json" in message
+    assert export_main([str(run), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("error: ") and "data.json" in message
+    assert not (tmp_path / "out").exists()
     assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before
 
 

@@ -143,9 +143,26 @@ def _check_explicit_dir(dataset: str, directory: Path) -> Path:
 
 
 # ---------------------------------------------------------------------- loading
-@functools.lru_cache(maxsize=4)
+def _file_stamps(directory: Path) -> tuple:
+    """(name, size, mtime) of the files of `directory`: a cache key that changes with them."""
+    if not directory.is_dir():
+        return ()
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                        for p in directory.iterdir() if p.is_file()))
+
+
 def _load_idx_arrays(dataset: str, directory: Path) -> tuple[np.ndarray, ...]:
-    """(train_images, train_labels, test_images, test_labels) of an IDX directory, read-only."""
+    """(train_images, train_labels, test_images, test_labels) of an IDX directory, read-only.
+
+    Cached while the directory's files stay the same (a file rewritten in place is read
+    again).
+    """
+    return _load_idx_arrays_cached(dataset, directory, _file_stamps(directory))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_idx_arrays_cached(dataset: str, directory: Path, stamps: tuple) -> tuple[np.ndarray, ...]:
+    """`_load_idx_arrays`, cached by (dataset, directory, the files' sizes and times)."""
     arrays = []
     for split in ("train", "test"):
         images_path = find_file(directory, f"{split}_images")
