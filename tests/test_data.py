@@ -184,6 +184,36 @@ def test_tfds_rejects_non_grayscale_without_network(monkeypatch: pytest.MonkeyPa
         load_splits("tfds:cifar10")
 
 
+def test_a_tfds_data_set_trains_with_its_own_class_count(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """EMNIST balanced (47 classes) from TFDS's own offline mock: the count comes from the
+    data, is stored in config.json and sizes the classifier of the reloaded agent."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from tf_glimpse.runs import load_agent
+    from tf_glimpse.training import Trainer
+
+    # The mock needs no download: say the network is there instead of probing it.
+    monkeypatch.setattr(sources, "internet_available", lambda *args, **kwargs: True)
+    sources._load_tfds_arrays.cache_clear()
+    config = GlimpseConfig(dataset="tfds:emnist/balanced", img_size=28, clutter_count=0,
+                           patch_size=8, stride=4, steps=2, batch_size=16, epochs=1,
+                           val_size=16, jit_compile=False, memory_units=16, embedding_units=16,
+                           classifier_units=16, glimpse_units=16, location_units=8,
+                           attention_heads=1, summary_images_every=0)
+    try:
+        with tfds.testing.mock_data(num_examples=96):
+            splits = load_splits(config.dataset, val_size=16)
+            metrics = Trainer(config, tmp_path / "run", verbose=0).fit()
+    finally:
+        sources._load_tfds_arrays.cache_clear()  # Later tests must not see the mock's arrays.
+    assert splits.num_classes == 47 and splits.train_images.shape == (80, 28, 28)
+    assert splits.train_labels.max() < 47 and 0.0 <= metrics["test_accuracy"] <= 1.0
+    saved, agent = load_agent(tmp_path / "run")
+    assert saved.num_classes == 47 and saved.dataset == "tfds:emnist/balanced"
+    outputs = agent(np.zeros((2, 28, 28, 1), np.float32), mode="greedy")
+    assert outputs["step_logits"].shape == (2, 2, 47)
+
+
 # ------------------------------------------------------------------------- splits
 def test_validation_split_is_disjoint_sized_and_fixed_by_seed(tmp_path: Path) -> None:
     directory = str(write_dataset(tmp_path / "d", n_train=300))

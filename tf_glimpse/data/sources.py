@@ -201,14 +201,28 @@ def _load_tfds_arrays(name: str) -> tuple[np.ndarray, ...]:
                         f"are supported; offline, use mnist or fashion_mnist. "
                         f"{how_to_get(None)}")
     try:
-        (train_x, train_y), (test_x, test_y) = tfds.as_numpy(tfds.load(
-            name, split=["train", "test"], batch_size=-1, as_supervised=True, download=True))
+        train, test = tfds.load(name, split=["train", "test"], as_supervised=True,
+                                download=True)
+        (train_x, train_y), (test_x, test_y) = _stack(tfds, train), _stack(tfds, test)
     except Exception as error:
         raise DataError(f"{spec}: TFDS could not load the train and test splits "
                         f"({type(error).__name__}: {error})") from error
     num_classes = int(features["label"].num_classes)
     arrays = (train_x[..., 0], train_y.astype(np.int32), test_x[..., 0], test_y.astype(np.int32))
     return tuple(_read_only(np.asarray(a)) for a in arrays) + (num_classes,)
+
+
+def _stack(tfds, dataset, batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of a supervised TFDS split, read in batches.
+
+    Not `batch_size=-1`: with TFDS 4.9.10 it aborts the process (std::length_error)
+    on a split of unknown size, such as those of `tfds.testing.mock_data`.
+    """
+    images, labels = [], []
+    for image, label in tfds.as_numpy(dataset.batch(batch_size)):
+        images.append(image)
+        labels.append(label)
+    return np.concatenate(images), np.concatenate(labels)
 
 
 def internet_available(host: str = "storage.googleapis.com", port: int = 443,
