@@ -12,10 +12,10 @@ outputs a serving user wants:
 
 The policy is greedy (argmax), so the outputs are a deterministic function of the image.
 
-Keras 3 keeps its weights in `keras.Variable` objects, which a `tf.Module` does
-not list in `.variables`.  The module therefore also holds the underlying
-`tf.Variable`s explicitly (`self.weights`), so `tf.saved_model.save` always
-writes them; `export.saved_model.verify` checks the reloaded model anyway.
+The SavedModel is written by `keras.export.ExportArchive` (`export.saved_model.save`),
+which tracks the agent's Keras 3 variables itself; `export.saved_model.verify` checks
+the reloaded model anyway.  The TFLite converter only needs the module to keep the
+agent, and with it its variables, alive.
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ from tf_glimpse.agent import GlimpseAgent
 OUTPUT_NAMES = ("probabilities", "class_ids", "locations", "action_ids", "step_probabilities")
 
 
-def tf_variables(agent: GlimpseAgent) -> list[tf.Variable]:
-    """The plain `tf.Variable`s behind every Keras weight of `agent`."""
-    return [getattr(weight, "value", weight) for weight in agent.weights]
+# The serving signature's input: any shape, checked by `EpisodeModule.checked_episode`.
+SERVING_SPEC = tf.TensorSpec(None, tf.uint8, name="images")
 
 
 def images_spec(img_size: int, batch: int | None = None) -> tf.TensorSpec:
@@ -44,8 +43,6 @@ class EpisodeModule(tf.Module):
         super().__init__(name=name)
         self.agent = agent
         self.img_size = agent.grid.img_size
-        # Tracked explicitly: without this list the SavedModel may be saved without weights.
-        self.weights = tf_variables(agent)
 
     def episode(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         """The greedy episode of uint8 images [B, I, I, 1] (no input checks)."""
@@ -61,33 +58,27 @@ class EpisodeModule(tf.Module):
             "step_probabilities": step_probabilities,
         }
 
-    def serving_function(self) -> tf.types.experimental.ConcreteFunction:
+    def checked_episode(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         """`serving_default`: uint8 images [B, I, I, 1], any batch size, checked at entry.
 
-        The signature takes a uint8 tensor of any shape and checks it itself, so a
-        wrong rank, image size or channel count fails with "images must be uint8
-        [batch, I, I, 1]" and the shape it got.  (A shaped signature fails with an
-        error that names an internal tensor, not `images`, on some machines.)  A wrong
-        dtype fails at the signature: "expected to be a uint8 tensor".
+        The signature (`SERVING_SPEC`) takes a uint8 tensor of any shape and checks it
+        itself, so a wrong rank, image size or channel count fails with "images must be
+        uint8 [batch, I, I, 1]" and the shape it got.  (A shaped signature fails with
+        an error that names an internal tensor, not `images`, on some machines.)  A
+        wrong dtype fails at the signature: "expected to be a uint8 tensor".
         """
         size = self.img_size
         expected = f"images must be uint8 [batch, {size}, {size}, 1]"
-
-        @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8, name="images")])
-        def serve(images):
-            # Each check runs only after the one before it (control dependencies).
-            with tf.control_dependencies([
-                    tf.debugging.assert_rank(images, 4, message=f"{expected}; got rank")]):
-                shape = tf.shape(images)
-            with tf.control_dependencies([tf.debugging.assert_equal(
-                    shape[1:], tf.constant([size, size, 1]),
-                    message=f"{expected}; got [batch, height, width, channels] =",
-                    summarize=4)]):
-                images = tf.identity(images)
-            return self.episode(tf.ensure_shape(images, [None, size, size, 1]))
-
-        self.serve = serve  # Keep the tf.function: `loaded.serve(...)` also checks its input.
-        return serve.get_concrete_function()
+        # Each check runs only after the one before it (control dependencies).
+        with tf.control_dependencies([
+                tf.debugging.assert_rank(images, 4, message=f"{expected}; got rank")]):
+            shape = tf.shape(images)
+        with tf.control_dependencies([tf.debugging.assert_equal(
+                shape[1:], tf.constant([size, size, 1]),
+                message=f"{expected}; got [batch, height, width, channels] =",
+                summarize=4)]):
+            images = tf.identity(images)
+        return self.episode(tf.ensure_shape(images, [None, size, size, 1]))
 
     def single_image_function(self) -> tf.types.experimental.ConcreteFunction:
         """One image [1, I, I, 1] uint8 -> the same outputs: the graph of glimpse_full.tflite."""

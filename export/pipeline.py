@@ -151,7 +151,7 @@ def _write_all(config, agent, out: Path, quantize: str, verify_count: int, eval_
     saved_error = saved_model.verify(out / SAVED_MODEL, episode, check_images)
 
     log(f"writing {FULL_MODEL} (the whole episode)")
-    full_model, _ = tflite.convert(episode.single_image_function(), episode)
+    full_model, _ = tflite.convert(episode.single_image_function(), agent)
     (out / FULL_MODEL).write_bytes(full_model)
     full_outputs = tflite.run_full(full_model, check_images)
     full_error = saved_model.compare(keras_outputs, full_outputs, 1e-4, FULL_MODEL)
@@ -159,12 +159,12 @@ def _write_all(config, agent, out: Path, quantize: str, verify_count: int, eval_
     if agent.context is not None:
         log(f"writing {CONTEXT_MODEL} (the memory's initial state from the whole canvas)")
         starter = ContextModule(agent)
-        context_model, _ = tflite.convert(starter.start_function(), starter)
+        context_model, _ = tflite.convert(starter.start_function(), agent)
         (out / CONTEXT_MODEL).write_bytes(context_model)
         info["context_model"] = CONTEXT_MODEL
     log(f"writing {STEP_MODEL} (one glimpse step)")
     stepper = StepModule(agent)
-    step_model, _ = tflite.convert(stepper.step_function(), stepper)
+    step_model, _ = tflite.convert(stepper.step_function(), agent)
     (out / STEP_MODEL).write_bytes(step_model)
     step_outputs = run_episodes(out / STEP_MODEL, check_images, info)
     step_error = saved_model.compare(full_outputs, step_outputs, 1e-4,
@@ -226,10 +226,11 @@ def _quantize(episode, stepper, out: Path, quantize: str, images: np.ndarray,
     full_file = quantized_name(FULL_MODEL, quantize)
     step_file = quantized_name(STEP_MODEL, quantize)
     log(f"writing {full_file} and {step_file}")
-    full_model, full_details = tflite.convert(episode.single_image_function(), episode, quantize,
+    agent = episode.agent
+    full_model, full_details = tflite.convert(episode.single_image_function(), agent, quantize,
                                               representative_full)
     (out / full_file).write_bytes(full_model)
-    step_model, step_details = tflite.convert(stepper.step_function(), stepper, quantize,
+    step_model, step_details = tflite.convert(stepper.step_function(), agent, quantize,
                                               representative_step)
     (out / step_file).write_bytes(step_model)
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from export.episode import tf_variables
 from tf_glimpse.agent import GlimpseAgent
 
 STATE_NAMES = ("lstm_h", "lstm_c", "embeddings", "gru_state", "visited")
@@ -91,7 +90,6 @@ class ContextModule(tf.Module):
         if agent.context is None:
             raise ValueError("the agent has no context network (config.context is False)")
         self.agent = agent
-        self.weights = tf_variables(agent)
 
     def start(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         """The state and first-cell logits of uint8 images [1, I, I, 1]."""
@@ -113,7 +111,6 @@ class StepModule(tf.Module):
     def __init__(self, agent: GlimpseAgent, name: str = "glimpse_step"):
         super().__init__(name=name)
         self.agent = agent
-        self.weights = tf_variables(agent)  # Tracked explicitly, as in EpisodeModule.
 
     def step(self, glimpse: tf.Tensor, action: tf.Tensor, step: tf.Tensor, lstm_h: tf.Tensor,
              lstm_c: tf.Tensor, embeddings: tf.Tensor, gru_state: tf.Tensor,

@@ -17,12 +17,14 @@ Quantization (`--quantize`):
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+import keras
 import tensorflow as tf
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
@@ -30,15 +32,16 @@ from ai_edge_litert.interpreter import Interpreter
 from export import QUANTIZE_MODES
 from export.drive_step_model import open_interpreter
 from export.errors import ExportError
+ENDPOINT = "serving_default"  # The one signature of every .tflite model.
 _BUILTIN_NAMES = {value: name for name, value in vars(schema.BuiltinOperator).items()
                   if not name.startswith("_")}
 
 
-def convert(function: tf.types.experimental.ConcreteFunction, module: tf.Module,
+def convert(function: tf.types.experimental.ConcreteFunction, model: keras.Model,
             quantize: str = "none",
             representative: Callable[[], Iterable[list[np.ndarray]]] | None = None,
             ) -> tuple[bytes, dict]:
-    """Convert a concrete function to a TFLite flatbuffer with builtin ops only.
+    """Convert a concrete function of `model` to a TFLite flatbuffer with builtin ops only.
 
     Returns the model bytes and a dict describing the conversion
     (``quantize``, ``op_sets``).  Raises ExportError if the converter needs
@@ -47,21 +50,34 @@ def convert(function: tf.types.experimental.ConcreteFunction, module: tf.Module,
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize={quantize!r}; valid values: {', '.join(QUANTIZE_MODES)}")
     if quantize != "int8":
-        return _convert(function, module, quantize, None, ["TFLITE_BUILTINS"]), {
+        return _convert(function, model, quantize, None, ["TFLITE_BUILTINS"]), {
             "quantize": quantize, "op_sets": ["TFLITE_BUILTINS"]}
     if representative is None:
         raise ValueError("quantize='int8' needs a representative dataset")
     try:
         op_sets = ["TFLITE_BUILTINS_INT8"]
-        model = _convert(function, module, quantize, representative, op_sets)
+        flatbuffer = _convert(function, model, quantize, representative, op_sets)
     except Exception:  # Some op has no int8 kernel: keep it in float.
         op_sets = ["TFLITE_BUILTINS_INT8", "TFLITE_BUILTINS"]
-        model = _convert(function, module, quantize, representative, op_sets)
-    return model, {"quantize": quantize, "op_sets": op_sets}
+        flatbuffer = _convert(function, model, quantize, representative, op_sets)
+    return flatbuffer, {"quantize": quantize, "op_sets": op_sets}
 
 
-def _convert(function, module, quantize, representative, op_sets) -> bytes:
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
+def _convert(function, model, quantize, representative, op_sets) -> bytes:
+    # Through a SavedModel written by keras.export.ExportArchive, which tracks the
+    # model's Keras 3 variables (`from_concrete_functions` of a tf.Module does not see
+    # them, and would convert NaN weights).
+    with tempfile.TemporaryDirectory() as saved:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(ENDPOINT, function,
+                             input_signature=list(function.structured_input_signature[0]))
+        archive.write_out(saved, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[ENDPOINT])
+        return _run_converter(converter, quantize, representative, op_sets)
+
+
+def _run_converter(converter, quantize, representative, op_sets) -> bytes:
     converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, name) for name in op_sets]
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -321,3 +321,21 @@ def test_time_to_accuracy_reads_the_first_reinforce_epoch_under_each_threshold(t
     bad = subprocess.run([sys.executable, "benchmarks/time_to_accuracy.py", "--thresholds", "0"],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert bad.returncode == 2 and "--thresholds 0" in bad.stderr
+
+
+def test_step_breakdown_times_every_part_and_the_parts_add_up_in_order(data_dir):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "benchmarks/step_breakdown.py", "--steps", "2", "--batch_size", "16",
+         "--calls", "3", "--data_dir", data_dir], capture_output=True, text=True, timeout=600,
+        cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    ms = last["ms"]
+    assert all(ms[part] > 0 for part in ("sensor", "classifier", "episode", "losses",
+                                         "gradients", "train_step"))
+    assert last["share_of_step"]["train_step"] == 1.0
+    assert abs(ms["backward"] - (ms["gradients"] - ms["losses"])) < 1e-2
+    assert abs(last["images_per_s"] - 16_000 / ms["train_step"]) < 0.01 * last["images_per_s"]

@@ -212,7 +212,7 @@ def test_gru_without_unroll_needs_flex_ops_which_are_found_and_refused():
     with_flex = converter.convert()
     assert "FlexTensorListReserve" in tflite.flex_ops(with_flex), tflite.op_counts(with_flex)
     with pytest.raises(ExportError, match="TFLite conversion with TFLITE_BUILTINS failed"):
-        tflite.convert(function, module)
+        tflite.convert(function, model)
 
 
 def test_int8_models_are_smaller_and_lose_little_accuracy(exported):

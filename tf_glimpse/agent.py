@@ -38,8 +38,6 @@ from tf_glimpse.modules import (POLICY_MODES, ContextNetwork, GlimpseEncoder, Lo
                                 StepClassifier)
 from tf_glimpse.sensor import GlimpseSensor
 
-MODES = POLICY_MODES
-
 
 class GlimpseAgent(keras.Model):
     """Images [B, I, I, 1] (float in [0, 1]) -> a dict describing one episode.
@@ -132,8 +130,8 @@ class GlimpseAgent(keras.Model):
     # ------------------------------------------------------------ the episode
     def call(self, images: tf.Tensor, mode: str = "greedy", seed: tf.Tensor | None = None,
              actions: tf.Tensor | None = None, training: bool = False) -> dict[str, tf.Tensor]:
-        if mode not in MODES:
-            raise ValueError(f"mode={mode!r}; valid values: {', '.join(MODES)}")
+        if mode not in POLICY_MODES:
+            raise ValueError(f"mode={mode!r}; valid values: {', '.join(POLICY_MODES)}")
         if mode in ("sample", "random") and seed is None:
             raise ValueError(f"mode={mode!r} needs a stateless seed tensor of shape [2]")
         if mode == "given" and actions is None:
