@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from typing import Callable
 
+from benchmarks.inference_latency import median_ms
 from tf_glimpse.config import GlimpseConfig
 from tf_glimpse.quiet import quiet_tensorflow
 
@@ -54,21 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def median_ms(call: Callable[[], object], calls: int) -> float:
-    """Median milliseconds of `call()` (its result read back), after 3 warm-up calls."""
+def part_ms(call: Callable[[], object], calls: int) -> float:
+    """Median milliseconds of `call()` with its result read back, after 3 warm-up calls."""
     import tensorflow as tf
 
-    def run():
-        tf.nest.map_structure(lambda t: t.numpy(), call())
-
-    for _ in range(3):
-        run()
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return 1000.0 * statistics.median(times)
+    return median_ms(lambda: tf.nest.map_structure(lambda t: t.numpy(), call()), calls,
+                     warmup=3)
 
 
 def time_parts(config: GlimpseConfig, calls: int) -> dict[str, float]:
@@ -111,8 +101,8 @@ def time_parts(config: GlimpseConfig, calls: int) -> dict[str, float]:
                                                     if g is not None])),
         }
         step = trainer.train_step(supervised_only=False)
-        result = {name: median_ms(fn, calls) for name, fn in parts.items()}
-        result["train_step"] = median_ms(lambda: step(batch, seed)["count"], calls)
+        result = {name: part_ms(fn, calls) for name, fn in parts.items()}
+        result["train_step"] = part_ms(lambda: step(batch, seed)["count"], calls)
         return result
 
 
