@@ -3,6 +3,9 @@
     python benchmarks/fault_injection.py                 # 10 kills, a 16-epoch tiny run
     python benchmarks/fault_injection.py --kills 4 --epochs 8 --seed 1
 
+(Over 300 lines: the two kill modes, the checks after each kill and the final
+comparison are one experiment.)
+
 First an uninterrupted reference run, then the same configuration and seed in
 another run directory, started with `--resume True` and killed with SIGKILL
 `--kills` times, alternately

@@ -4,6 +4,9 @@
         [--logdir DIR] [--resume] [--skip_cnn | --cnn_only] [--results FILE]
         [any GlimpseConfig flag, e.g. --subset 512]
 
+(Over 300 lines: the row's fields, the CNN's stored figures and the resume logic
+belong to one benchmark and are documented here together.)
+
 Settings (`benchmarks/settings.py`): mnist28, translated60, cluttered60, cluttered100,
 seed1, seed2.  A setting fixes some `GlimpseConfig` fields; flags given here
 override them, and every other field keeps its default (see ``train.py --help``).

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_glimpse import evaluation, report, visualize
+from tf_glimpse import evaluation, report, report_plots, visualize
 from tf_glimpse.agent import GlimpseAgent
 from tf_glimpse.config import GlimpseConfig
 from tf_glimpse.grid import ActionGrid
@@ -169,7 +169,7 @@ def test_random_policy_numbers_and_same_glimpses_for_both_judges(agent):
 
 def test_centred_offsets_are_relative_to_the_box_centre():
     actions = np.array([[GRID.to_action(0, 0), GRID.to_action(6, 6)]])
-    offsets = report.centred_offsets(actions, np.array([[10, 10, 20, 20]]), GRID)
+    offsets = report_plots.centred_offsets(actions, np.array([[10, 10, 20, 20]]), GRID)
     np.testing.assert_allclose(offsets, [[[4 - 15, 4 - 15], [28 - 15, 28 - 15]]])
 
 

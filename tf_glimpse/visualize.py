@@ -2,7 +2,8 @@
 
 Everything here is numpy on arrays the agent already produced (canvases, action
 ids, class probabilities): no TensorFlow, no matplotlib, so it is cheap to call
-from the training loop.
+from the training loop.  (Over 300 lines because it draws its own text: a 3 x 5 pixel
+font keeps the GIFs free of a font or plotting dependency.)
 
 A frame is the canvas upscaled by nearest neighbour (``upscale`` x, 4 for a 64 x 64
 canvas, chosen by `default_upscale`) with a strip of text and probability bars below:
