@@ -32,7 +32,7 @@ from ai_edge_litert.interpreter import Interpreter
 from export import QUANTIZE_MODES
 from export.drive_step_model import open_interpreter
 from export.errors import ExportError
-ENDPOINT = "serving_default"  # The one signature of every .tflite model.
+from export.saved_model import SIGNATURE
 _BUILTIN_NAMES = {value: name for name, value in vars(schema.BuiltinOperator).items()
                   if not name.startswith("_")}
 
@@ -49,35 +49,32 @@ def convert(function: tf.types.experimental.ConcreteFunction, model: keras.Model
     """
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize={quantize!r}; valid values: {', '.join(QUANTIZE_MODES)}")
-    if quantize != "int8":
-        return _convert(function, model, quantize, None, ["TFLITE_BUILTINS"]), {
-            "quantize": quantize, "op_sets": ["TFLITE_BUILTINS"]}
-    if representative is None:
+    if quantize == "int8" and representative is None:
         raise ValueError("quantize='int8' needs a representative dataset")
-    try:
-        op_sets = ["TFLITE_BUILTINS_INT8"]
-        flatbuffer = _convert(function, model, quantize, representative, op_sets)
-    except Exception:  # Some op has no int8 kernel: keep it in float.
-        op_sets = ["TFLITE_BUILTINS_INT8", "TFLITE_BUILTINS"]
-        flatbuffer = _convert(function, model, quantize, representative, op_sets)
-    return flatbuffer, {"quantize": quantize, "op_sets": op_sets}
-
-
-def _convert(function, model, quantize, representative, op_sets) -> bytes:
     # Through a SavedModel written by keras.export.ExportArchive, which tracks the
     # model's Keras 3 variables (`from_concrete_functions` of a tf.Module does not see
-    # them, and would convert NaN weights).
+    # them, and would convert NaN weights).  Written once, for every attempt below.
     with tempfile.TemporaryDirectory() as saved:
         archive = keras.export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint(ENDPOINT, function,
+        archive.add_endpoint(SIGNATURE, function,
                              input_signature=list(function.structured_input_signature[0]))
         archive.write_out(saved, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[ENDPOINT])
-        return _run_converter(converter, quantize, representative, op_sets)
+        if quantize != "int8":
+            return _convert(saved, quantize, None, ["TFLITE_BUILTINS"]), {
+                "quantize": quantize, "op_sets": ["TFLITE_BUILTINS"]}
+        try:
+            op_sets = ["TFLITE_BUILTINS_INT8"]
+            flatbuffer = _convert(saved, quantize, representative, op_sets)
+        except Exception:  # Some op has no int8 kernel: keep it in float.
+            op_sets = ["TFLITE_BUILTINS_INT8", "TFLITE_BUILTINS"]
+            flatbuffer = _convert(saved, quantize, representative, op_sets)
+    return flatbuffer, {"quantize": quantize, "op_sets": op_sets}
 
 
-def _run_converter(converter, quantize, representative, op_sets) -> bytes:
+def _convert(saved: str, quantize, representative, op_sets) -> bytes:
+    """The TFLite model of the SavedModel `saved` with `op_sets`, checked for Flex ops."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
     converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, name) for name in op_sets]
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

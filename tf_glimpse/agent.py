@@ -20,8 +20,8 @@ the memory loss (`memory_head` on h_t) trains memory, memory head and context;
 REINFORCE trains policy, memory, context and initial logits (the memory reads a
 stop-gradiented e_t, unless `memory_trains_encoder`: then REINFORCE and the memory
 loss train the encoder too); the value loss trains the baseline head only.  The
-policy chooses locations from memory only, and actions are discrete samples, so no gradient of the classification loss can reach the policy
-through the chosen location.
+policy chooses locations from memory only, and actions are discrete samples, so no
+gradient of the classification loss can reach the policy through the chosen location.
 
 Policies (`mode`): "sample" (training), "greedy" (argmax, deterministic; evaluation
 and export), "random" (uniform over cells; pre-training and the policy report) and
@@ -56,7 +56,6 @@ class GlimpseAgent(keras.Model):
             config = GlimpseConfig.from_dict(config)
         self.config = config
         self.steps = config.steps
-        self.mask_visited = config.mask_visited
         self.memory_trains_encoder = config.memory_trains_encoder
         self.memory_units = config.memory_units
         self.sensor = GlimpseSensor(config.img_size, config.patch_size, config.stride,

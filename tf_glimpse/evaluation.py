@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import tensorflow as tf
 
+from tf_glimpse.agent import GlimpseAgent
 from tf_glimpse.metrics import glimpse_hits, sequence_diversity, step_correct
 
 ActionFn = Callable[[dict], np.ndarray]  # batch -> actions [B, T]
@@ -54,8 +55,6 @@ def episode_function(model: Any, jit_compile: bool = False) -> Callable:
     ``entropies`` [B, T].  Build it once per model and pass it to `play` when
     evaluating often (training), so it is traced and compiled once per mode.
     """
-    from tf_glimpse.agent import GlimpseAgent
-
     is_agent = isinstance(model, GlimpseAgent)
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
@@ -118,8 +117,6 @@ def play(model: Any, dataset: Iterable[dict], policy: str | ActionFn = "greedy",
 
 def _mode(model: Any, policy: str | ActionFn) -> str:
     """The agent's `mode` for `policy`; ValueError naming the valid policies."""
-    from tf_glimpse.agent import GlimpseAgent
-
     if not isinstance(model, GlimpseAgent):
         if policy != FULL_IMAGE:
             raise ValueError(f"policy={policy!r} for a model without glimpses; valid value: "

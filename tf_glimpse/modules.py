@@ -168,11 +168,11 @@ class LocationPolicy(keras.layers.Layer):
     the image (`learned_first=False`, with a context network).  With
     `mask_visited` the cells already looked at (visited [B, A] > 0) are excluded.
 
-    Calling the layer chooses a cell.  Choices (`mode`): "sample" (training), "greedy" (argmax: evaluation and export),
-    "random" (uniform over the cells not visited: pre-training and the policy report)
-    and "given" (actions supplied by the caller).  The chosen cell is a discrete
-    sample with its gradient stopped: only REINFORCE, through the log-probability,
-    trains the policy.
+    Calling the layer chooses a cell.  Choices (`mode`): "sample" (training), "greedy"
+    (argmax: evaluation and export), "random" (uniform over the cells not visited:
+    pre-training and the policy report) and "given" (actions supplied by the caller).
+    The chosen cell is a discrete sample with its gradient stopped: only REINFORCE,
+    through the log-probability, trains the policy.
     """
 
     def __init__(self, num_actions: int, learned_first: bool = True, mask_visited: bool = True,
