@@ -307,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit={args.limit} is out of range; valid range: >= 1")
 
+    from tf_glimpse.quiet import quiet_tensorflow
+
+    quiet_tensorflow()  # Before tf_glimpse.runs, which imports TensorFlow.
+
     from tf_glimpse.config import ConfigError
     from tf_glimpse.runs import RunError, latest_checkpoint, load_config
 
@@ -322,9 +326,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tf_glimpse.data.idx import DataError
     from tf_glimpse.optional import MissingDependency
-    from tf_glimpse.quiet import quiet_tensorflow
 
-    quiet_tensorflow()
     command = shlex.join(["python", "-m", "tf_glimpse.report", *argv])
     try:
         report = build_report(run_dir, args.data_dir, args.limit, args.gifs, args.seed,
