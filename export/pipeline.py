@@ -238,6 +238,10 @@ def _quantize(episode, stepper, out: Path, quantize: str, images: np.ndarray,
                                             step_file: step_details["op_sets"]}}
     if quantize == "int8":
         report["calibration"] = f"{len(calibration)} {source}"
+        report["int8_ops"] = full_details["int8_ops"]  # The rest stays float (export/tflite.py).
+        # What the flatbuffers hold: per model, the ops that run in int8.
+        report["ops_in_int8"] = {full_file: dict(tflite.int8_op_counts(full_model)),
+                                 step_file: dict(tflite.int8_op_counts(step_model))}
     if labels is None:
         report["accuracy"] = "not measured (no data set)"
         return report

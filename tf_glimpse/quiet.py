@@ -34,6 +34,22 @@ def _stderr_silenced():
         os.close(saved)
 
 
+@contextlib.contextmanager
+def converter_notices_silenced():
+    """Silence C-level stderr inside the block, unless TF_GLIMPSE_DEBUG=1 is set.
+
+    For the TFLite converter: it prints what it does ("fully_quantize: 0, ...") and
+    grappler's notices about the graphs it optimises ("... has an empty op name")
+    straight to file descriptor 2.  A failure still raises a Python exception, which
+    the caller reports once the block has ended.
+    """
+    if os.environ.get("TF_GLIMPSE_DEBUG"):
+        yield
+        return
+    with _stderr_silenced():
+        yield
+
+
 def quiet_tensorflow() -> bool:
     """Import TensorFlow quietly unless TF_CPP_MIN_LOG_LEVEL is set; returns whether it did.
 
