@@ -18,9 +18,10 @@ import pytest
 import tensorflow as tf
 
 from tf_glimpse.config import GlimpseConfig
+from tf_glimpse.errors import ConfigError
 from tf_glimpse.data import fetch, sources
 from tf_glimpse.data.canvas import (canvas_dataset, digit_boxes, make_canvases, sample_layout,
-                                    split_dataset)
+                                    shift_canvases, split_dataset)
 from tf_glimpse.data.idx import DataError, encode_idx, read_images, read_labels, read_pair
 from tf_glimpse.data.sources import FILE_NAMES, Splits, load_splits
 
@@ -358,6 +359,41 @@ def test_eval_canvases_fixed_and_train_canvases_change_per_epoch() -> None:
     np.testing.assert_array_equal(epoch_3[1]["image"], epoch_3_again[1]["image"])  # resumable
     assert not np.array_equal(epoch_3[0]["label"], epoch_4[0]["label"])  # new shuffle
     assert not np.array_equal(epoch_3[0]["image"], epoch_4[0]["image"])  # new canvases
+
+
+def test_shift_moves_each_canvas_and_its_box_with_zero_fill() -> None:
+    rng = np.random.default_rng(0)
+    canvases = rng.random((64, 12, 12, 1)).astype(np.float32)
+    boxes = np.tile(np.array([[3, 4, 8, 9]], np.int32), [64, 1])
+    moved, moved_boxes = (t.numpy() for t in shift_canvases(
+        tf.constant(canvases), tf.constant(boxes), tf.constant([1, 2], tf.int64), 2))
+    seen = set()
+    for canvas, image, box in zip(canvases, moved, moved_boxes):
+        dy, dx = box[0] - 3, box[1] - 4  # The box moved by the canvas's shift.
+        assert -2 <= dy <= 2 and -2 <= dx <= 2 and box[2] - box[0] == 5, box
+        expected = np.zeros_like(canvas)  # Numpy reference: translate, zeros shifted in.
+        expected[max(dy, 0):12 + min(dy, 0), max(dx, 0):12 + min(dx, 0)] = \
+            canvas[max(-dy, 0):12 - max(dy, 0), max(-dx, 0):12 - max(dx, 0)]
+        np.testing.assert_array_equal(image, expected)
+        seen.add((int(dy), int(dx)))
+    assert len(seen) >= 15, seen  # 64 draws of 25 offsets: nearly all of them occur
+
+
+def test_augment_shift_changes_training_canvases_only() -> None:
+    splits = small_splits()
+    plain = GlimpseConfig(img_size=28, clutter_count=0, batch_size=16, patch_size=8, stride=4)
+    shifted = plain.replace(augment_shift=2)
+    for split, epoch in (("val", None), ("test", None)):
+        a, b = (first_batches(split_dataset(splits, c, split, epoch=epoch), count=1)[0]
+                for c in (plain, shifted))
+        np.testing.assert_array_equal(a["image"], b["image"])
+    a, b = (first_batches(split_dataset(splits, c, "train", epoch=0), count=1)[0]
+            for c in (plain, shifted))
+    np.testing.assert_array_equal(a["label"], b["label"])  # Same digits, same order ...
+    assert not np.array_equal(a["image"], b["image"])  # ... moved.
+    np.testing.assert_allclose(a["image"].sum(), b["image"].sum(), rtol=0.02)  # Barely cropped.
+    with pytest.raises(ConfigError, match="augment_shift=8 is out of range; valid range: 0..7"):
+        plain.replace(augment_shift=8)
 
 
 def test_full_epoch_covers_every_image_once() -> None:

@@ -39,6 +39,7 @@ HELP = {
     "clutter_size": "side of each clutter piece in pixels",
     "val_size": "validation images held out from the training set",
     "subset": "train on the first N training images only (quick runs)",
+    "augment_shift": "training canvases only: shift each by up to N pixels per axis, zero fill (0 = off)",
     "patch_size": "glimpse patch size P",
     "stride": "grid stride s; must divide I - P, or equal P (tiles)",
     "scales": "glimpse scales k (scale j covers P*2^j pixels, resized to P)",

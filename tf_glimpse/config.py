@@ -38,6 +38,9 @@ class GlimpseConfig:
     clutter_size: int = 8
     val_size: int = 5000
     subset: int | None = None
+    # Training canvases only: move each by a random whole-pixel offset of up to this many
+    # pixels per axis (zero fill), a new offset every epoch.  0 = off.
+    augment_shift: int = 0
     # Set from the data set when training starts (MNIST and Fashion-MNIST: 10; a TFDS
     # data set: its own count) and stored in config.json: not a command-line flag.
     num_classes: int = 10
@@ -166,6 +169,7 @@ class GlimpseConfig:
                 f"valid range: 1..{min(DIGIT_SIZE, self.img_size)}"
             )
         _check_min("val_size", self.val_size, 0, upper=50000)
+        _check_min("augment_shift", self.augment_shift, 0, upper=self.img_size // 4)
         _check_min("num_classes", self.num_classes, 2)
         if self.subset is not None:
             _check_min("subset", self.subset, 1)
@@ -232,7 +236,7 @@ class GlimpseConfig:
 # The sections of the configuration, in the order `train.py --help` shows them.
 SECTIONS = {
     "data": ("dataset", "data_dir", "img_size", "clutter_count", "clutter_size", "val_size",
-             "subset"),
+             "subset", "augment_shift"),
     "sensor": ("patch_size", "stride", "scales", "steps", "sensor_backend"),
     "agent": ("encoder", "glimpse_units", "location_units", "embedding_units", "memory_units",
               "classifier_units", "attention_heads", "mask_visited", "context",

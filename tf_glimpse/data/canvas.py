@@ -38,6 +38,8 @@ EVAL_SEED_OFFSETS = {"val": 1_000_003, "test": 2_000_029}
 
 # fold_in data of the shuffle seed; batch indices (>= 0) never collide with it.
 _SHUFFLE_STREAM = -1
+# fold_in data, into a batch's seed, of its augmentation shifts.
+_SHIFT_STREAM = -2
 
 
 def digit_boxes(images: np.ndarray) -> np.ndarray:
@@ -184,14 +186,38 @@ def _cached_digit_boxes(images: np.ndarray) -> np.ndarray:
     return entry[1]
 
 
+def shift_canvases(canvases: tf.Tensor, boxes: tf.Tensor, seed: tf.Tensor, max_shift: int
+                   ) -> tuple[tf.Tensor, tf.Tensor]:
+    """Move each canvas by a random whole-pixel offset (dy, dx), each in -max_shift..max_shift.
+
+    canvases float32 [B, I, I, 1], boxes int32 [B, 4] (top, left, bottom, right) ->
+    both moved; pixels shifted in from outside are zero, boxes are clipped to the canvas.
+    A data augmentation for training canvases (`GlimpseConfig.augment_shift`).
+    """
+    size = canvases.shape[1]
+    shifts = tf.random.stateless_uniform([tf.shape(canvases)[0], 2], seed, minval=-max_shift,
+                                         maxval=max_shift + 1, dtype=tf.int32)  # [B, 2]
+    # Output pixel (r, c) reads input pixel (r - dy, c - dx), or zero outside the canvas.
+    rows = tf.range(size)[None, :] - shifts[:, :1]  # [B, I]
+    cols = tf.range(size)[None, :] - shifts[:, 1:]
+    inside = (tf.cast((rows >= 0) & (rows < size), canvases.dtype)[:, :, None, None]
+              * tf.cast((cols >= 0) & (cols < size), canvases.dtype)[:, None, :, None])
+    moved = tf.gather(canvases, tf.clip_by_value(rows, 0, size - 1), axis=1, batch_dims=1)
+    moved = tf.gather(moved, tf.clip_by_value(cols, 0, size - 1), axis=2, batch_dims=1)
+    moved_boxes = tf.clip_by_value(boxes + tf.tile(shifts, [1, 2]), 0, size - 1)
+    return moved * inside, moved_boxes
+
+
 def canvas_dataset(images: np.ndarray, labels: np.ndarray, *, img_size: int, clutter_count: int,
                    clutter_size: int, batch_size: int, seed: int, epoch: int | None,
-                   shuffle: bool, drop_remainder: bool = False) -> tf.data.Dataset:
+                   shuffle: bool, drop_remainder: bool = False,
+                   augment_shift: int = 0) -> tf.data.Dataset:
     """Batches {"image", "label" int32 [B], "box"} of canvases, fully determined by the arguments.
 
     Training: `epoch=e, shuffle=True` gives a new order and new canvases every
     epoch, the same ones for the same (seed, epoch).  Evaluation: `epoch=None,
-    shuffle=False` gives the same canvases every time.
+    shuffle=False` gives the same canvases every time.  `augment_shift` > 0 moves
+    every canvas by a random offset (`shift_canvases`).
     """
     images = np.asarray(images, np.uint8)
     labels = np.asarray(labels)
@@ -218,8 +244,11 @@ def canvas_dataset(images: np.ndarray, labels: np.ndarray, *, img_size: int, clu
         batch_seed = tf.random.experimental.stateless_fold_in(stream_seed, batch_index)
         canvases = make_canvases(images_tensor, boxes_tensor, batch_indices, batch_seed,
                                  img_size, clutter_count, clutter_size)
-        return {"image": canvases["image"], "label": tf.gather(labels_tensor, batch_indices),
-                "box": canvases["box"]}
+        image, box = canvases["image"], canvases["box"]
+        if augment_shift:
+            image, box = shift_canvases(image, box, tf.random.experimental.stateless_fold_in(
+                batch_seed, _SHIFT_STREAM), augment_shift)
+        return {"image": image, "label": tf.gather(labels_tensor, batch_indices), "box": box}
 
     dataset = tf.data.Dataset.range(num_batches)
     dataset = dataset.map(build_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -233,7 +262,8 @@ def split_dataset(splits: Splits, config: GlimpseConfig, split: str,
     "train" needs `epoch`: shuffled, new canvases every epoch, and the last
     incomplete batch dropped (static batch shapes) unless the split is smaller
     than one batch.  "val" and "test" are fixed: same order, same canvases,
-    every image once.  `batch_size` defaults to `config.batch_size`.
+    every image once.  `batch_size` defaults to `config.batch_size`.  Only "train"
+    is augmented (`config.augment_shift`).
     """
     batch_size = batch_size or config.batch_size
     if split not in ("train", "val", "test"):
@@ -245,6 +275,7 @@ def split_dataset(splits: Splits, config: GlimpseConfig, split: str,
         if epoch is None:
             raise ValueError("split_dataset(..., 'train') needs the epoch number")
         return canvas_dataset(images, labels, **common, seed=config.seed, epoch=epoch,
-                              shuffle=True, drop_remainder=len(images) >= batch_size)
+                              shuffle=True, drop_remainder=len(images) >= batch_size,
+                              augment_shift=config.augment_shift)
     return canvas_dataset(images, labels, **common, seed=config.seed + EVAL_SEED_OFFSETS[split],
                           epoch=None, shuffle=False)
