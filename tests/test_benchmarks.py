@@ -339,3 +339,19 @@ def test_step_breakdown_times_every_part_and_the_parts_add_up_in_order(data_dir)
     assert last["share_of_step"]["train_step"] == 1.0
     assert abs(ms["backward"] - (ms["gradients"] - ms["losses"])) < 1e-2
     assert abs(last["images_per_s"] - 16_000 / ms["train_step"]) < 0.01 * last["images_per_s"]
+
+
+def test_bfloat16_matmul_times_both_precisions_and_reports_their_ratio():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "benchmarks/bfloat16_matmul.py", "--batch_size", "8", "--width", "16",
+         "--layers", "2", "--calls", "3"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["float32_ms"] > 0 and last["bfloat16_ms"] > 0
+    assert abs(last["bfloat16_speedup"] - last["float32_ms"] / last["bfloat16_ms"]) < 0.01
+    bad = subprocess.run([sys.executable, "benchmarks/bfloat16_matmul.py", "--layers", "0"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert bad.returncode == 2 and "--layers=0 is out of range" in bad.stderr
