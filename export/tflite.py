@@ -45,7 +45,7 @@ from export import QUANTIZE_MODES
 from export.drive_step_model import open_interpreter
 from export.errors import ExportError
 from export.saved_model import SIGNATURE
-from tf_glimpse.quiet import converter_notices_silenced
+from tf_glimpse.quiet import tensorflow_notices_silenced
 
 # The ops that `--quantize int8` quantizes (weights and activations); see the docstring.
 INT8_OPS = frozenset({"FULLY_CONNECTED"})
@@ -101,7 +101,7 @@ def _convert(saved: str, quantize, representative, op_sets,
     if quantize == "int8":
         converter.representative_dataset = representative
     try:
-        with warnings.catch_warnings(), converter_notices_silenced():
+        with warnings.catch_warnings(), tensorflow_notices_silenced():
             # The int8 calibrator still uses the deprecated tf.lite.Interpreter.
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
             if quantize == "int8":

@@ -35,13 +35,15 @@ def _stderr_silenced():
 
 
 @contextlib.contextmanager
-def converter_notices_silenced():
+def tensorflow_notices_silenced():
     """Silence C-level stderr inside the block, unless TF_GLIMPSE_DEBUG=1 is set.
 
-    For the TFLite converter: it prints what it does ("fully_quantize: 0, ...") and
-    grappler's notices about the graphs it optimises ("... has an empty op name")
-    straight to file descriptor 2.  A failure still raises a Python exception, which
-    the caller reports once the block has ended.
+    For the export's conversions and checks: the TFLite converter prints what it does
+    ("fully_quantize: 0, ...") and grappler prints notices about the graphs it
+    optimises, e.g. when the reloaded SavedModel runs ("... has an empty op name",
+    though the outputs match the Keras model exactly), straight to file descriptor 2.
+    A failure still raises a Python exception, which the caller reports once the
+    block has ended.
     """
     if os.environ.get("TF_GLIMPSE_DEBUG"):
         yield
