@@ -51,6 +51,9 @@ from tf_glimpse.quiet import tensorflow_notices_silenced
 INT8_OPS = frozenset({"FULLY_CONNECTED"})
 _BUILTIN_NAMES = {value: name for name, value in vars(schema.BuiltinOperator).items()
                   if not name.startswith("_")}
+# What int8 keeps in float: every other builtin op (a denylist naming ops the model
+# lacks costs nothing, and needs no float conversion first to list the ones it has).
+_FLOAT_OPS = sorted(set(_BUILTIN_NAMES.values()) - INT8_OPS)
 
 
 def convert(function: tf.types.experimental.ConcreteFunction, model: keras.Model,
@@ -60,8 +63,7 @@ def convert(function: tf.types.experimental.ConcreteFunction, model: keras.Model
     """Convert a concrete function of `model` to a TFLite flatbuffer with builtin ops only.
 
     Returns the model bytes and a dict describing the conversion
-    (``quantize``, ``op_sets``, and for int8 the ops in ``int8_ops`` and
-    ``float_ops``).  Raises ExportError if the converter needs
+    (``quantize``, ``op_sets``, and for int8 ``int8_ops``).  Raises ExportError if the converter needs
     anything but builtin ops (e.g. Flex TensorList ops of a `GRU(unroll=False)`).
     """
     if quantize not in QUANTIZE_MODES:
@@ -80,12 +82,9 @@ def convert(function: tf.types.experimental.ConcreteFunction, model: keras.Model
         if quantize != "int8":
             return _convert(saved, quantize, None, ["TFLITE_BUILTINS"]), {
                 "quantize": quantize, "op_sets": ["TFLITE_BUILTINS"]}
-        float_ops = sorted(set(op_counts(_convert(saved, "none", None, ["TFLITE_BUILTINS"])))
-                           - INT8_OPS)
         op_sets = ["TFLITE_BUILTINS_INT8", "TFLITE_BUILTINS"]  # Both: some ops stay float.
-        flatbuffer = _convert(saved, quantize, representative, op_sets, float_ops)
-    return flatbuffer, {"quantize": quantize, "op_sets": op_sets,
-                        "int8_ops": sorted(INT8_OPS), "float_ops": float_ops}
+        flatbuffer = _convert(saved, quantize, representative, op_sets, _FLOAT_OPS)
+    return flatbuffer, {"quantize": quantize, "op_sets": op_sets, "int8_ops": sorted(INT8_OPS)}
 
 
 def _convert(saved: str, quantize, representative, op_sets,
@@ -123,8 +122,8 @@ def _convert(saved: str, quantize, representative, op_sets,
 
 
 # ---------------------------------------------------------------------- op lists
-def op_counts(model: bytes | str | Path) -> Counter:
-    """How often each op occurs in a .tflite model (all subgraphs), read from the flatbuffer.
+def _operators(model: bytes | str | Path):
+    """Yield (op name, subgraph, operator) for every operator of a .tflite model.
 
     Builtin ops are named as in the TFLite schema (``FULLY_CONNECTED``); custom
     ops by their custom code, so Flex (TF Select) ops show as ``FlexXxx``.
@@ -139,31 +138,25 @@ def op_counts(model: bytes | str | Path) -> Counter:
             names.append(code.CustomCode().decode())
         else:
             names.append(_BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}"))
-    counts = Counter()
-    for graph_index in range(parsed.SubgraphsLength()):
-        graph = parsed.Subgraphs(graph_index)
-        for op_index in range(graph.OperatorsLength()):
-            counts[names[graph.Operators(op_index).OpcodeIndex()]] += 1
-    return counts
-
-
-def int8_op_counts(model: bytes | str | Path) -> Counter:
-    """How often each op runs in int8 (has an int8 input or output), QUANTIZE/DEQUANTIZE aside."""
-    buffer = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
-    parsed = schema.Model.GetRootAs(buffer, 0)
-    counts = Counter()
     for graph_index in range(parsed.SubgraphsLength()):
         graph = parsed.Subgraphs(graph_index)
         for op_index in range(graph.OperatorsLength()):
             operator = graph.Operators(op_index)
-            code = parsed.OperatorCodes(operator.OpcodeIndex())
-            name = _BUILTIN_NAMES.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
-            tensors = [*operator.InputsAsNumpy(), *operator.OutputsAsNumpy()]
-            if name not in ("QUANTIZE", "DEQUANTIZE") and any(
-                    index >= 0 and graph.Tensors(index).Type() == schema.TensorType.INT8
-                    for index in tensors):
-                counts[name] += 1
-    return counts
+            yield names[operator.OpcodeIndex()], graph, operator
+
+
+def op_counts(model: bytes | str | Path) -> Counter:
+    """How often each op occurs in a .tflite model (all subgraphs), read from the flatbuffer."""
+    return Counter(name for name, _, _ in _operators(model))
+
+
+def int8_op_counts(model: bytes | str | Path) -> Counter:
+    """How often each op runs in int8 (has an int8 input or output), QUANTIZE/DEQUANTIZE aside."""
+    return Counter(
+        name for name, graph, operator in _operators(model)
+        if name not in ("QUANTIZE", "DEQUANTIZE") and any(
+            index >= 0 and graph.Tensors(index).Type() == schema.TensorType.INT8
+            for index in [*operator.InputsAsNumpy(), *operator.OutputsAsNumpy()]))
 
 
 def flex_ops(model: bytes | str | Path) -> list[str]:
