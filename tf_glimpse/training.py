@@ -64,8 +64,6 @@ class Trainer:
         self.total_epochs = config.epochs + (config.pretrain_epochs if config.pretrain else 0)
         # The strategy first: MultiWorkerMirroredStrategy must exist before any variable.
         self.strategy = make_strategy(config.strategy)
-        self.progress = BudgetProgress(self.total_epochs * self.steps_per_epoch,
-                                       config.budget_seconds)
         # Where this worker saves checkpoints.  Under MultiWorkerMirroredStrategy every
         # worker must take part in a save; the non-chief ones save into a directory of
         # their own, deleted at the end of `finish`.
@@ -78,6 +76,10 @@ class Trainer:
             self.write_dir.mkdir(parents=True, exist_ok=True)
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
+            # Made in the scope, so that every replica reads its own copy of the time
+            # fraction (an XLA-compiled replica cannot read another device's variable).
+            self.progress = BudgetProgress(self.total_epochs * self.steps_per_epoch,
+                                           config.budget_seconds)
             self.model = GlimpseAgent.from_glimpse_config(config)
             # Per-variable clipping (a large policy gradient never shrinks the classifier's)
             # happens in `_apply_gradients`, after the replicas' gradients are summed.
