@@ -20,10 +20,12 @@ ours.  Each setting's ``stride_note`` says why its stride fits.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from typing import Any
 
 from tf_glimpse.config import GlimpseConfig
+from tf_glimpse.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,9 +121,23 @@ def get_setting(name: str) -> Setting:
     return SETTINGS[name]
 
 
+def config_from_flags(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                      **defaults: Any) -> GlimpseConfig:
+    """`GlimpseConfig(**defaults)` with the config flags given on the command line on top.
+
+    For benchmarks whose parser has `tf_glimpse.cli.add_config_flags(given_only=True)`:
+    a bad value exits with code 2 and a message naming it and its valid range.
+    """
+    from tf_glimpse.cli import config_fields
+
+    try:
+        return GlimpseConfig(**{**defaults, **config_fields(args)})
+    except ConfigError as error:
+        parser.error(str(error))
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python benchmarks/settings.py`: list the settings; the last line is their JSON."""
-    import argparse
     import json
 
     parser = argparse.ArgumentParser(

@@ -27,30 +27,27 @@ import tempfile
 from typing import Callable
 
 from benchmarks.inference_latency import median_ms
+from benchmarks.settings import config_from_flags, get_setting
+from tf_glimpse.cli import add_config_flags
 from tf_glimpse.config import GlimpseConfig
 from tf_glimpse.quiet import quiet_tensorflow
 
 PARTS = ("sensor", "classifier", "episode", "losses", "gradients", "train_step")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Flags: the configuration and how long to time each part."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--img_size", type=int, default=28)
-    parser.add_argument("--clutter_count", type=int, default=0)
-    parser.add_argument("--patch_size", type=int, default=8)
-    parser.add_argument("--stride", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--scales", type=int, default=1)
-    parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--calls", type=int, default=50, help="timed calls per part (median)")
-    parser.add_argument("--data_dir", default=None, help="MNIST directory "
-                        "(default: $TF_GLIMPSE_DATA_DIR)")
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, GlimpseConfig]:
+    """Flags: how long to time each part, and any `GlimpseConfig` field on top of mnist28."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] + " Timed configuration: the mnist28 setting "
+        "(benchmarks/settings.py) and the config flags given.")
+    parser.add_argument("--calls", type=int, default=50,
+                        help="timed calls per part (median; default: %(default)s)")
+    add_config_flags(parser, given_only=True)
     args = parser.parse_args(argv)
     if args.calls < 1:
         parser.error(f"--calls={args.calls} is out of range; valid range: >= 1")
-    return args
+    config = config_from_flags(parser, args, **get_setting("mnist28").flags)
+    return args, config.replace(subset=config.batch_size)  # One batch is all it reads.
 
 
 def part_ms(call: Callable[[], object], calls: int) -> float:
@@ -108,12 +105,8 @@ def time_parts(config: GlimpseConfig, calls: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """Time every part; print the table and the JSON line."""
-    args = parse_args(argv)
+    args, config = parse_args(argv)
     quiet_tensorflow()
-    config = GlimpseConfig(img_size=args.img_size, clutter_count=args.clutter_count,
-                           patch_size=args.patch_size, stride=args.stride, steps=args.steps,
-                           scales=args.scales, batch_size=args.batch_size,
-                           data_dir=args.data_dir, subset=args.batch_size)
     ms = time_parts(config, args.calls)
     step = ms["train_step"]
     derived = {"backward": ms["gradients"] - ms["losses"], "update": step - ms["gradients"],

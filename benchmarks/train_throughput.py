@@ -28,7 +28,9 @@ import tempfile
 import time
 
 
-from tf_glimpse.config import SENSOR_BACKENDS, GlimpseConfig
+from benchmarks.settings import config_from_flags
+from tf_glimpse.cli import add_config_flags
+from tf_glimpse.config import GlimpseConfig
 from tf_glimpse.quiet import quiet_tensorflow
 
 
@@ -36,26 +38,30 @@ from tf_glimpse.quiet import quiet_tensorflow
 PEER_IMAGES_PER_S = 5566
 
 
-def parse_args() -> argparse.Namespace:
-    """Flags: the configuration to time and how long to time it."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--img_size", type=int, default=64)
-    parser.add_argument("--clutter_count", type=int, default=4)
-    parser.add_argument("--patch_size", type=int, default=8)
-    parser.add_argument("--stride", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--scales", type=int, default=1)
-    parser.add_argument("--sensor_backend", default="matmul", choices=SENSOR_BACKENDS,
-                        help="glimpse sensor backend (window: cost independent of the canvas)")
-    parser.add_argument("--batch_size", type=int, default=128)
+# The configuration timed when no flag says otherwise: GlimpseConfig's defaults (seed
+# experiment 1's canvases) with one scale.
+DEFAULTS = dict(scales=1)
+
+
+def parse_args() -> tuple[argparse.Namespace, GlimpseConfig]:
+    """Flags: how long to time, and any `GlimpseConfig` field on top of `DEFAULTS`."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] + f" Timed configuration: GlimpseConfig's "
+        f"defaults with {DEFAULTS}, and the config flags given.")
     parser.add_argument("--batches", type=int, default=30, help="batches per timed stretch")
     parser.add_argument("--repeats", type=int, default=3, help="timed stretches (median)")
-    parser.add_argument("--data_dir", default=None)
     parser.add_argument("--profile", default=None, metavar="DIR",
                         help="also write a TensorFlow profiler trace of one stretch of XLA "
                              "training steps to DIR (open it with `tensorboard --logdir DIR`, "
                              "PROFILE tab)")
-    return parser.parse_args()
+    add_config_flags(parser, given_only=True)
+    args = parser.parse_args()
+    for name in ("batches", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name}={getattr(args, name)} is out of range; valid range: >= 1")
+    config = config_from_flags(parser, args, **DEFAULTS)
+    # Just the canvases the timed stretches read.
+    return args, config.replace(subset=config.batch_size * (args.batches + 1))
 
 
 def time_training(config: GlimpseConfig, batches: int, repeats: int,
@@ -121,19 +127,14 @@ def time_input(config: GlimpseConfig, batches: int) -> float:
 
 def main() -> None:
     """Time XLA on and off and the input alone; print a table and the JSON line."""
-    args = parse_args()
+    args, base = parse_args()
     quiet_tensorflow()
-    base = GlimpseConfig(img_size=args.img_size, clutter_count=args.clutter_count,
-                         patch_size=args.patch_size, stride=args.stride, steps=args.steps,
-                         scales=args.scales, batch_size=args.batch_size, data_dir=args.data_dir,
-                         sensor_backend=args.sensor_backend,
-                         subset=args.batch_size * (args.batches + 1))
     xla = time_training(base, args.batches, args.repeats, profile_dir=args.profile)
     no_xla = time_training(base.replace(jit_compile=False), args.batches, args.repeats)
     input_rate = time_input(base, 4 * args.batches)
-    setting = (f"{args.img_size}x{args.img_size}, clutter {args.clutter_count}, "
-               f"{args.patch_size}x{args.patch_size}x{args.scales}, stride {args.stride}, "
-               f"{args.steps} steps, batch {args.batch_size}, sensor {args.sensor_backend}")
+    setting = (f"{base.img_size}x{base.img_size}, clutter {base.clutter_count}, "
+               f"{base.patch_size}x{base.patch_size}x{base.scales}, stride {base.stride}, "
+               f"{base.steps} steps, batch {base.batch_size}, sensor {base.sensor_backend}")
     print(f"training throughput on {os.cpu_count()} CPU cores: {setting}")
     print(f"{'what':<28}{'median images/s':>18}{'all stretches':>32}")
     for name, rates in (("train step, XLA", xla), ("train step, no XLA", no_xla),

@@ -269,6 +269,10 @@ def test_train_throughput_prints_our_rate_and_the_ratio_to_the_peer(data_dir, tm
     last = json.loads(result.stdout.strip().splitlines()[-1])
     assert last["images_per_s"] > 0 and last["peer_images_per_s"] == 5566
     assert abs(last["ratio_to_peer"] - last["images_per_s"] / 5566) <= 0.001
+    # Every GlimpseConfig field is a flag; a bad value is a usage error that names it.
+    bad = subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--steps", "0"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert bad.returncode == 2 and "steps=0" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_sensor_scaling_keeps_the_window_agents_flops_flat_and_rejects_a_grid_that_does_not_fit(
@@ -339,6 +343,9 @@ def test_step_breakdown_times_every_part_and_the_parts_add_up_in_order(data_dir)
     assert last["share_of_step"]["train_step"] == 1.0
     assert abs(ms["backward"] - (ms["gradients"] - ms["losses"])) < 1e-2
     assert abs(last["images_per_s"] - 16_000 / ms["train_step"]) < 0.01 * last["images_per_s"]
+    bad = subprocess.run([sys.executable, "benchmarks/step_breakdown.py", "--scales", "9"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert bad.returncode == 2 and "scales=9" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_bfloat16_matmul_times_both_precisions_and_reports_their_ratio():
