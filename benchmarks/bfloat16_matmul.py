@@ -9,7 +9,9 @@ and backward, under `tf.function(jit_compile=True)`, once with the products in
 float32 and once with their inputs cast to bfloat16 (float32 weights and tanh, as a
 Keras ``mixed_bfloat16`` policy would do).  Median of `--calls` calls after a
 warm-up.  If bfloat16 is not faster here, a mixed-precision agent cannot be either.
-The LAST line is JSON: {"float32_ms": ..., "bfloat16_ms": ..., "bfloat16_speedup": ...}.
+The LAST line is JSON: {"float32_ms": ..., "bfloat16_ms": ..., "bfloat16_speedup": ...,
+"float32_gflop_per_s": ...}, the last being the rate of the float32 products (see
+`chain_flops`): what the machine's matrix products reach at best at this shape.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, name) < 1:
             parser.error(f"--{name}={getattr(args, name)} is out of range; valid range: >= 1")
     return args
+
+
+def chain_flops(args: argparse.Namespace) -> int:
+    """FLOPs of one forward + backward pass: per product 2*B*W*2W forward, twice that back."""
+    return 3 * args.layers * 2 * args.batch_size * args.width * 2 * args.width
 
 
 def chain_ms(dtype_name: str, args: argparse.Namespace) -> float:
@@ -68,8 +75,11 @@ def main(argv: list[str] | None = None) -> None:
           f"{2 * args.width}] products, forward + backward, XLA, median of {args.calls}")
     print(f"{'precision':<12}{'ms':>10}")
     print(f"{'float32':<12}{float32:>10.3f}\n{'bfloat16':<12}{bfloat16:>10.3f}")
+    rate = chain_flops(args) / float32 / 1e6  # FLOPs per ms -> GFLOP/s.
+    print(f"float32 products: {rate:.1f} GFLOP/s")
     print(json.dumps({"float32_ms": round(float32, 4), "bfloat16_ms": round(bfloat16, 4),
-                      "bfloat16_speedup": round(float32 / bfloat16, 3)}))
+                      "bfloat16_speedup": round(float32 / bfloat16, 3),
+                      "float32_gflop_per_s": round(rate, 2)}))
 
 
 if __name__ == "__main__":

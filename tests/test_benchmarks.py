@@ -364,6 +364,9 @@ def test_bfloat16_matmul_times_both_precisions_and_reports_their_ratio():
     last = json.loads(result.stdout.strip().splitlines()[-1])
     assert last["float32_ms"] > 0 and last["bfloat16_ms"] > 0
     assert abs(last["bfloat16_speedup"] - last["float32_ms"] / last["bfloat16_ms"]) < 0.01
+    # 2 layers of [8, 16] x [16, 32], forward and backward: 3 * 2 * (2 * 8 * 16 * 32) FLOPs.
+    flops = 3 * 2 * 2 * 8 * 16 * 32
+    assert abs(last["float32_gflop_per_s"] - flops / last["float32_ms"] / 1e6) < 0.01
     bad = subprocess.run([sys.executable, "benchmarks/bfloat16_matmul.py", "--layers", "0"],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert bad.returncode == 2 and "--layers=0 is out of range" in bad.stderr
