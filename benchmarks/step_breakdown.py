@@ -22,7 +22,9 @@ The differences give the backward pass (gradients - losses), the update
 (train_step - gradients) and the episode's glue (episode minus its parts: gathers,
 stacking, the baseline and memory heads).  A profiler trace of the same step, for TensorBoard's
 profile tab, comes from ``benchmarks/train_throughput.py --profile DIR``.  The LAST
-line is JSON: {"ms": {"sensor": ..., ...}, "share_of_step": {...}, "images_per_s": ...}.
+line is JSON: {"ms": {"sensor": ..., ...}, "call_overhead_ms": ..., "share_of_step": {...},
+"images_per_s": ...}; every time is net of the call overhead, and images_per_s is the
+batch over the net time of the training step.
 """
 
 from __future__ import annotations
