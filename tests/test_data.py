@@ -409,6 +409,23 @@ def test_full_epoch_covers_every_image_once() -> None:
     assert sum(1 for _ in dropped) == 150 // 16
 
 
+def test_every_split_runs_without_tf_data_autotuning() -> None:
+    """Autotuning off (tf_glimpse/data/canvas.py): with it on, deleting an epoch's iterator
+    blocked until the autotuner's next period, up to 20.47 s after the iterator was made
+    (measured: epochs of 11-13 s of training took 20.6 s).  The stall itself is timing-
+    dependent and takes over 10 s to show, so this checks the option every split carries."""
+    splits = small_splits()
+    config = GlimpseConfig(img_size=28, clutter_count=0, batch_size=16)
+    for split in ("train", "val", "test"):
+        dataset = split_dataset(splits, config, split, epoch=0)
+        assert dataset.options().autotune.enabled is False, split
+        # Options a caller adds (the trainer's auto-shard policy) keep it off.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        assert dataset.with_options(options).options().autotune.enabled is False, split
+
+
 def test_real_mnist_test_canvases(data_dir: str) -> None:
     splits = load_splits("mnist", data_dir=data_dir)
     config = GlimpseConfig()  # 64 x 64, 4 pieces of 8 x 8
