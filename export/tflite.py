@@ -62,8 +62,8 @@ def convert(function: tf.types.experimental.ConcreteFunction, model: keras.Model
             ) -> tuple[bytes, dict]:
     """Convert a concrete function of `model` to a TFLite flatbuffer with builtin ops only.
 
-    Returns the model bytes and a dict describing the conversion
-    (``quantize``, ``op_sets``, and for int8 ``int8_ops``).  Raises ExportError if the converter needs
+    Returns the model bytes and a dict describing the conversion (``quantize``,
+    ``op_sets``, and for int8 ``int8_ops``).  Raises ExportError if the converter needs
     anything but builtin ops (e.g. Flex TensorList ops of a `GRU(unroll=False)`).
     """
     if quantize not in QUANTIZE_MODES:
@@ -106,9 +106,10 @@ def _convert(saved: str, quantize, representative, op_sets,
             if quantize == "int8":
                 # Calibrates, then quantizes all but `float_ops` (the converter's own
                 # selective quantization; no debug data are needed for this).
+                options = tf.lite.experimental.QuantizationDebugOptions(
+                    denylisted_ops=list(float_ops))
                 debugger = tf.lite.experimental.QuantizationDebugger(
-                    converter=converter, debug_options=tf.lite.experimental.QuantizationDebugOptions(
-                        denylisted_ops=list(float_ops)))
+                    converter=converter, debug_options=options)
                 model = debugger.get_nondebug_quantized_model()
             else:
                 model = converter.convert()

@@ -39,6 +39,9 @@ EVAL_SEED_OFFSETS = {"val": 1_000_003, "test": 2_000_029}
 # fold_in data of the shuffle seed; batch indices (>= 0) never collide with it.
 _SHUFFLE_STREAM = -1
 
+# fold_in data, into a batch's seed, of its augmentation shifts.
+_SHIFT_STREAM = -2
+
 # tf.data's autotuning is off, with fixed parallelism instead.  Measured (mnist28, 2 cores):
 # with it on, deleting an epoch's iterator often blocked until the autotuner's next
 # period ended, 10.24 s or 20.47 s after the iterator was made: epochs of 11-13 s of
@@ -49,8 +52,6 @@ _SHUFFLE_STREAM = -1
 _PARALLEL_BATCHES = 2
 _PIPELINE_OPTIONS = tf.data.Options()
 _PIPELINE_OPTIONS.autotune.enabled = False
-# fold_in data, into a batch's seed, of its augmentation shifts.
-_SHIFT_STREAM = -2
 
 
 def digit_boxes(images: np.ndarray) -> np.ndarray:
