@@ -54,9 +54,10 @@ def cnn_layers(img_size: int, num_classes: int = 10) -> list[dict[str, Any]]:
 
 def describe(layers: list[dict[str, Any]]) -> str:
     """A one-line description, e.g. 'Conv32-MaxPool2-Conv64-...-Dense10'."""
-    names = {"conv": lambda l: f"Conv{l['filters']}", "pool": lambda l: f"MaxPool{l['factor']}",
-             "dropout": lambda l: f"Dropout{l['rate']}", "flatten": lambda l: "Flatten",
-             "dense": lambda l: f"Dense{l['units']}"}
+    names = {"conv": lambda spec: f"Conv{spec['filters']}",
+             "pool": lambda spec: f"MaxPool{spec['factor']}",
+             "dropout": lambda spec: f"Dropout{spec['rate']}", "flatten": lambda spec: "Flatten",
+             "dense": lambda spec: f"Dense{spec['units']}"}
     return "-".join(names[layer["kind"]](layer) for layer in layers)
 
 

@@ -14,8 +14,8 @@ embedding, memory and classifier, C = 10 classes):
   scale with dense [P, I] interpolation matrices, P*I*I + P*P*I MACs per scale
   (most of them multiply zeros); ``window`` reads the L x L window of scale j
   (L = P * 2^j, plus one for odd P) and computes ``W @ window @ W^T`` with a
-  [P, L] matrix, P*L*L + P*P*L MACs, independent of I; ``crop_and_resize`` reads the window of scale j
-  at full resolution, (P * 2^j)^2 bilinear samples of about 4 MACs each, then
+  [P, L] matrix, P*L*L + P*P*L MACs, independent of I; ``crop_and_resize`` reads the
+  window of scale j at full resolution, (P * 2^j)^2 bilinear samples of about 4 MACs each, then
   averages it down to P x P (pooling not counted);
 * encoder, per step: "what" k*P*P*G + G*D (``cnn``: two 3x3 convolutions first),
   "where" 2*L + L*D;

@@ -64,14 +64,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
 from benchmarks.flops import agent_flops, agent_pixels, canvas_pixels
 from benchmarks.settings import SETTINGS, get_setting
-from tf_glimpse.quiet import quiet_tensorflow
-from tf_glimpse.cli import (add_config_flags, check_trainable, config_fields,
-                            load_data, parse_bool, start_trainer)
+from tf_glimpse.cli import (
+    add_config_flags,
+    check_trainable,
+    config_fields,
+    load_data,
+    parse_bool,
+    start_trainer,
+)
 from tf_glimpse.config import ConfigError, GlimpseConfig
+from tf_glimpse.quiet import quiet_tensorflow
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_RESULTS = PROJECT_ROOT / "benchmarks" / "results.jsonl"
 DEFAULT_RUNS = PROJECT_ROOT / "benchmarks" / "runs"
@@ -103,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="JSON-lines file the result row is appended to")
     parser.add_argument("--quiet", action="store_true",
                         help="one progress line per epoch instead of progress bars")
-    add_config_flags(parser.add_argument_group("GlimpseConfig overrides"), given_only=True)
+    add_config_flags(parser, given_only=True)  # One group per config section, "(overrides)".
     return parser
 
 
@@ -189,7 +195,7 @@ def result_row(setting: str, config: GlimpseConfig, agent: dict, cnn: dict | Non
         "budget": budget_of(config),
         "commit": commit,
         "dirty": dirty,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "cnn_test_error": percent(cnn["test_accuracy"]) if cnn else None,
         "cnn_val_error": percent(cnn["val_accuracy"]) if cnn else None,
         "cnn_epochs": cnn["epochs"] if cnn else None,
@@ -260,7 +266,7 @@ def train_and_store_cnn(args: argparse.Namespace, config: GlimpseConfig, splits,
     epochs = MAX_EPOCHS_WITH_BUDGET if seconds else int(budget["epochs"])
     cnn = train_cnn(splits, config, epochs, logdir / "cnn", resume=args.resume, seconds=seconds)
     entry = {"setting": args.setting, "budget": budget, "hardware": hardware(),
-             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
              "command": command, **cnn}
     append_row(args.cnn_results, entry)
     return entry

@@ -34,7 +34,7 @@ import json
 import statistics
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from benchmarks.settings import config_from_flags, get_setting
 from tf_glimpse.cli import add_config_flags

@@ -27,8 +27,8 @@ caller feeds them straight back).
 
 Nothing here re-implements the agent: the step calls `GlimpseAgent.remember`
 (encoder + memory), `StepClassifier.step` (the causal classifier's work for step
-t) and `GlimpseAgent.next_logits` (`LocationPolicy.ranking`: policy + visited mask), the same code the
-training episode runs.  This reproduces the full model's step_logits[:, t]
+t) and `GlimpseAgent.next_logits` (`LocationPolicy.ranking`: policy + visited mask), the
+same code the training episode runs.  This reproduces the full model's step_logits[:, t]
 exactly, up to float rounding.  The first cell (nothing seen yet) comes from
 `initial_logits`, which the export writes to `export_info.json`, or for an agent
 with a context network from `ContextModule` (glimpse_context.tflite).

@@ -68,9 +68,9 @@ def test_every_command_line_answers_help(command):
 
 
 def test_train_help_groups_the_flags_by_section_with_their_defaults():
-    from tf_glimpse.config import DERIVED_FIELDS, SECTIONS, GlimpseConfig
-
     import dataclasses
+
+    from tf_glimpse.config import DERIVED_FIELDS, SECTIONS, GlimpseConfig
 
     names = [name for section in SECTIONS.values() for name in section]
     assert sorted(names) == sorted(f.name for f in dataclasses.fields(GlimpseConfig)

@@ -1,6 +1,7 @@
 """Tests of the data layer: IDX files, splits, canvases and fetch's file handling.
 
-Real-data tests read MNIST from $TF_GLIMPSE_DATA_DIR and are skipped without it;
+Real-data tests read MNIST where the command lines find it ($TF_GLIMPSE_DATA_DIR, else
+data/mnist from `bash setup.sh`; the conftest's `data_dir` fixture) and skip without it;
 everything else runs on small synthetic data written into tmp_path.  Nothing
 here touches the network.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import tarfile
 from pathlib import Path
 
@@ -18,25 +18,21 @@ import pytest
 import tensorflow as tf
 
 from tf_glimpse.config import GlimpseConfig
-from tf_glimpse.errors import ConfigError
 from tf_glimpse.data import fetch, sources
-from tf_glimpse.data.canvas import (canvas_dataset, digit_boxes, make_canvases, sample_layout,
-                                    shift_canvases, split_dataset)
+from tf_glimpse.data.canvas import (
+    canvas_dataset,
+    digit_boxes,
+    make_canvases,
+    sample_layout,
+    shift_canvases,
+    split_dataset,
+)
 from tf_glimpse.data.idx import DataError, encode_idx, read_images, read_labels, read_pair
 from tf_glimpse.data.sources import FILE_NAMES, Splits, load_splits
+from tf_glimpse.errors import ConfigError
 
 
 # ------------------------------------------------------------------------ helpers
-@pytest.fixture(scope="session")
-def data_dir() -> str:
-    """The real MNIST directory from $TF_GLIMPSE_DATA_DIR, or skip."""
-    directory = os.environ.get("TF_GLIMPSE_DATA_DIR")
-    if not directory:
-        pytest.skip("TF_GLIMPSE_DATA_DIR is not set: point it at the MNIST IDX directory "
-                    "(e.g. shared/data/mnist) to run the real-data tests")
-    return directory
-
-
 def numbered_images(n: int) -> np.ndarray:
     """uint8 [n, 28, 28] images that encode their index in two pixels (for identification)."""
     images = np.zeros((n, 28, 28), np.uint8)
@@ -274,9 +270,10 @@ def test_translated_digit_lies_in_its_box() -> None:
     assert canvases.min() >= 0.0 and canvases.max() <= 1.0
     for canvas, (top, left, bottom, right), index in zip(canvases, canvas_boxes, indices):
         assert 0 <= top < bottom <= 60 and 0 <= left < right <= 60
-        t, l, b, r = boxes[index]
+        source_top, source_left, source_bottom, source_right = boxes[index]
         np.testing.assert_array_equal(canvas[top:bottom, left:right] * 255,
-                                      images[index, t:b, l:r])
+                                      images[index, source_top:source_bottom,
+                                             source_left:source_right])
         outside = canvas.copy()
         outside[top:bottom, left:right] = 0
         assert not outside.any()  # every nonzero pixel is inside the box
@@ -431,7 +428,7 @@ def test_real_mnist_test_canvases(data_dir: str) -> None:
     config = GlimpseConfig()  # 64 x 64, 4 pieces of 8 x 8
     batch = first_batches(split_dataset(splits, config, "test"), count=1)[0]
     assert batch["image"].shape == (128, 64, 64, 1)
-    assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
+    assert batch["image"].min() >= 0.0 and batch["image"].max() <= 1.0
     np.testing.assert_array_equal(batch["label"][:5], [7, 2, 1, 0, 4])
     top, left, bottom, right = batch["box"].T
     assert (top >= 0).all() and (left >= 0).all() and (bottom <= 64).all() and (right <= 64).all()

@@ -105,12 +105,12 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path, data_dir)
         env = dict(os.environ, TF_CONFIG=json.dumps({
             "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
             "task": {"type": "worker", "index": index}}))
-        log = open(tmp_path / f"worker{index}.log", "w")
+        log = open(tmp_path / f"worker{index}.log", "w")  # noqa: SIM115 - closed below
         workers.append((subprocess.Popen(
             [sys.executable, HELPER, "worker", str(tmp_path / f"worker{index}.npz"), *flags,
              "--logdir", str(tmp_path / f"run{index}")], env=env, stdout=log, stderr=log), log))
     try:
-        for process, log in workers:
+        for process, _ in workers:
             process.wait(timeout=300)
     finally:
         for process, log in workers:

@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import ExportError, export_run
-from export import tflite
+from export import ExportError, export_run, tflite
 from export.data import validation_canvases
 from export.drive_step_model import read_glimpse, run_episodes
 from export.episode import EpisodeModule
@@ -220,8 +219,10 @@ def test_int8_models_are_smaller_and_lose_little_accuracy(exported):
     report = info["quantization"]
     print("int8 quantization:", json.dumps(report, indent=1))
     assert report["float_accuracy"] > 0.5, report  # Trained: the bound below means something.
-    # Measured here on 500 canvases of this tiny model: 0.000 (full) and +0.002 (step) with
-    # only the fully connected layers in int8; -0.010 and -0.018 with every op in int8.
+    # Measured on 500 canvases of this tiny model trained with seeds 0-3 (float accuracy
+    # 0.840-0.898): full -0.006 to 0.000, step -0.002 every time, with only the fully
+    # connected layers in int8 (-0.010 and -0.018 with every op in int8, one seed).  The
+    # bound leaves 7 images of the 500 for other CPUs' trajectories.
     assert report["full_accuracy_change"] >= -0.02, report
     assert report["step_accuracy_change"] >= -0.02, report
     for name in (FULL_MODEL, STEP_MODEL):

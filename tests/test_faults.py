@@ -182,9 +182,9 @@ def test_a_kill_during_a_checkpoint_write_never_leaves_a_checkpoint_that_fails_t
         try:
             assert saver.stdout.readline() == "ready\n", saver.stderr.read()
             # Let a save or two commit, then kill at a random moment of a later one.
-            wait_for(lambda: latest_epoch(directory) >= previous + 2, saver)
+            wait_for(lambda done=previous: latest_epoch(directory) >= done + 2, saver)
             target = latest_epoch(directory) + 1
-            wait_for(lambda: writing(directory, target), saver, poll=0.001)
+            wait_for(lambda epoch=target: writing(directory, epoch), saver, poll=0.001)
             time.sleep(rng.uniform(0.0, 0.03))
         finally:
             saver.send_signal(signal.SIGKILL)

@@ -204,7 +204,8 @@ def test_report_end_to_end(tmp_path, data_dir, agent):
         assert len(written[name]["hit_rate_per_step"]) == config.steps
         assert 1 <= written[name]["distinct_sequences"] <= 12
     # Fixed scans take one sequence; the modal scan is the greedy policy's most frequent one.
-    assert written["fixed"]["distinct_sequences"] == written["learned_modal"]["distinct_sequences"] == 1
+    assert (written["fixed"]["distinct_sequences"]
+            == written["learned_modal"]["distinct_sequences"] == 1)
     assert written["learned_modal"]["modal_sequence"] == written["learned_greedy"]["modal_sequence"]
     assert written["learned_modal"]["modal_share"] == 1.0
     assert written["test_images"] == 12 and written["unavailable"] == {}

@@ -36,7 +36,7 @@ def test_tiles_cover_the_image_when_stride_equals_patch():
     assert grid.tiles and grid.size == 10 and grid.origin == -1
     tops = grid.top_left(np.arange(grid.size))[1]
     assert tops[0] == -1 and tops[-1] + 3 == 29
-    assert 0 < grid.centres().min() and grid.centres().max() < 1
+    assert grid.centres().min() > 0 and grid.centres().max() < 1
 
 
 @pytest.mark.parametrize("img, patch, stride", [(64, 9, 4), (28, 3, 2), (28, 30, 1), (28, 3, 0)])

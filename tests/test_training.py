@@ -23,6 +23,8 @@ def test_learns_mnist_far_above_chance(tmp_path, data_dir):
                            epochs=2, pretrain=True, pretrain_epochs=1, lr=3e-3,
                            jit_compile=False, **SMALL)
     metrics = Trainer(config, tmp_path / "run", verbose=0).fit()
+    # Chance is 0.1.  Measured with seeds 0-3: validation 0.831-0.888, test 0.821-0.897,
+    # so the bound leaves 0.22 for other CPUs' trajectories.
     assert metrics["val_accuracy"] > 0.6, metrics
     assert metrics["test_accuracy"] > 0.6, metrics
     assert metrics["epochs"] == 3
@@ -83,8 +85,10 @@ def test_policy_learns_to_look_where_the_class_is(tmp_path):
     trainer.fit()
     sampled = np.mean(trainer.model(images, mode="sample", seed=seed)["actions"] == informative)
     greedy = trainer.model(images, mode="greedy")["actions"].numpy()
+    # Measured with seeds 0-3: before 0.057-0.060 (chance 1/16), sampled 0.492-0.500 (at
+    # most 0.5: visited cells are masked, so an episode looks at the informative cell once
+    # in its 2 glimpses), greedy hit rate 1.0 and validation accuracy 1.0 every time.
     assert before < 0.2  # Chance: a random cell is the informative one 1/16 of the time.
-    # Visited cells are masked, so an episode can look at the informative cell once.
     assert sampled > 2.5 * before, (sampled, before)
     assert np.mean(np.any(greedy == informative, axis=1)) > 0.9, greedy[:8]
     assert trainer.evaluate("val")["accuracy"] > 0.9

@@ -34,8 +34,13 @@ import keras
 import tensorflow as tf
 
 from tf_glimpse.config import GlimpseConfig
-from tf_glimpse.modules import (POLICY_MODES, ContextNetwork, GlimpseEncoder, LocationPolicy,
-                                StepClassifier)
+from tf_glimpse.modules import (
+    POLICY_MODES,
+    ContextNetwork,
+    GlimpseEncoder,
+    LocationPolicy,
+    StepClassifier,
+)
 from tf_glimpse.sensor import GlimpseSensor
 
 
@@ -77,7 +82,7 @@ class GlimpseAgent(keras.Model):
                                          config.attention_heads)
 
     @classmethod
-    def from_glimpse_config(cls, config: GlimpseConfig) -> "GlimpseAgent":
+    def from_glimpse_config(cls, config: GlimpseConfig) -> GlimpseAgent:
         """The agent described by a run's `GlimpseConfig`, built and ready to use."""
         agent = cls(config)
         agent(tf.zeros([1, config.img_size, config.img_size, 1]))

@@ -84,7 +84,8 @@ class GlimpseConfig:
     entropy_final: float = 0.005
     reinforce_weight: float = 1.0
     baseline_weight: float = 1.0
-    # Train the prediction after every step: the information-gain rewards need them to be meaningful.
+    # Train the prediction after every step: the information-gain rewards need them to be
+    # meaningful.
     step_loss: bool = True
     # Weight of the memory's own classification loss: a Dense head on h_t predicts the
     # class after every step, so the memory (the policy's only input) learns what the
@@ -215,7 +216,7 @@ class GlimpseConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "GlimpseConfig":
+    def from_dict(cls, values: dict[str, Any]) -> GlimpseConfig:
         """Build from a dict, rejecting unknown keys by name."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -224,11 +225,11 @@ class GlimpseConfig:
         return cls(**values)
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "GlimpseConfig":
+    def from_json(cls, path: str | Path) -> GlimpseConfig:
         """Read a configuration written by `to_json`."""
         return cls.from_dict(json.loads(Path(path).read_text()))
 
-    def replace(self, **changes: Any) -> "GlimpseConfig":
+    def replace(self, **changes: Any) -> GlimpseConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
@@ -253,15 +254,17 @@ SECTIONS = {
 DERIVED_FIELDS = ("num_classes",)
 
 # Fields that may differ between a run and its `--resume` without changing the model.
-RESUMABLE_FIELDS = frozenset({"epochs", "minutes", "data_dir", "jit_compile", "strategy", "test_samples",
-                              "summary_images_every"})
+RESUMABLE_FIELDS = frozenset({"epochs", "minutes", "data_dir", "jit_compile", "strategy",
+                              "test_samples", "summary_images_every"})
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...], allow_prefix: str = "") -> None:
-    if value in choices or (allow_prefix and value.startswith(allow_prefix) and len(value) > len(allow_prefix)):
+    if value in choices or (allow_prefix and value.startswith(allow_prefix)
+                            and len(value) > len(allow_prefix)):
         return
     extra = f" or {allow_prefix}NAME" if allow_prefix else ""
-    raise ConfigError(f"{name}={value!r} is not supported; valid values: {', '.join(choices)}{extra}")
+    raise ConfigError(f"{name}={value!r} is not supported; "
+                      f"valid values: {', '.join(choices)}{extra}")
 
 
 def _check_min(name: str, value: int, lower: int, upper: int | None = None) -> None:

@@ -64,7 +64,7 @@ class ActionGrid:
             raise ConfigError(stride_error(self.img_size, self.patch_size, self.stride))
 
     @classmethod
-    def from_config(cls, config) -> "ActionGrid":
+    def from_config(cls, config) -> ActionGrid:
         """The grid of a `GlimpseConfig`."""
         return cls(config.img_size, config.patch_size, config.stride)
 

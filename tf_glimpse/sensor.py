@@ -18,7 +18,8 @@ scale 2 it would skip three pixels in four.)
 Three backends agree to float rounding:
 
 * ``crop_and_resize``: `tf.image.crop_and_resize` of the window at full resolution
-  from a zero-padded image, then `tf.nn.avg_pool2d`; the reference.  It has no XLA kernel and converts to TFLite only with Flex ops.
+  from a zero-padded image, then `tf.nn.avg_pool2d`; the reference.  It has no XLA kernel
+  and converts to TFLite only with Flex ops.
 * ``matmul`` (default): the bilinear resampling is linear and separable, so each
   glimpse is ``Wy @ image @ Wx^T`` with interpolation matrices [P, I] gathered from
   a constant table by grid row / column.  Rows of the table that would read past

@@ -9,7 +9,7 @@ device, one XLA program) and MirroredStrategy share the same code.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf

@@ -36,10 +36,16 @@ from tf_glimpse.data.canvas import split_dataset
 from tf_glimpse.data.sources import Splits, load_splits
 from tf_glimpse.evaluation import episode_function, evaluate
 from tf_glimpse.progress import progress_bar
-from tf_glimpse.runs import (TrainingError, load_history, prepare_run_dir, restore_last_good,
-                             write_json)
-from tf_glimpse.train_step import LOSS_TERMS, TrainStep, make_strategy
+from tf_glimpse.runs import (
+    TrainingError,
+    load_history,
+    prepare_run_dir,
+    restore_last_good,
+    write_json,
+)
 from tf_glimpse.schedules import BudgetCosineDecay, BudgetProgress, entropy_weight
+from tf_glimpse.train_step import LOSS_TERMS, TrainStep, make_strategy
+
 
 class Trainer:
     """Owns the agent, its optimizer, checkpoints and summaries for one run directory."""
@@ -217,7 +223,8 @@ class Trainer:
                                 f"after epoch {epoch + 1}; {self._kept_checkpoint()}")
 
     def fit(self) -> dict:
-        """Train to the end (or continue a resumed run), evaluate the test set once, write metrics."""
+        """Train to the end (or continue a resumed run), evaluate the test set once, write
+        metrics."""
         pretrain = self.config.pretrain_epochs if self.config.pretrain else 0
         start = int(self.epoch.numpy())
         if start == 0 and self.is_chief:
@@ -305,8 +312,8 @@ class Trainer:
             "test_distinct_sequences": test["distinct_sequences"],
             "test_modal_share": test["modal_share"],
             "epochs": epochs, "train_seconds": history.get("train_seconds", 0.0),
-            "images_per_s": (epochs * self.steps_per_epoch
-                             * self.images_per_batch / max(history.get("train_seconds", 0.0), 1e-9)),
+            "images_per_s": (epochs * self.steps_per_epoch * self.images_per_batch
+                             / max(history.get("train_seconds", 0.0), 1e-9)),
             "best_checkpoint": self.best_manager.latest_checkpoint,
             "val_history": history.get("val_history", []),
         }

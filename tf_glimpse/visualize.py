@@ -31,8 +31,8 @@ return uint8 arrays ready for ``tf.summary.image``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
