@@ -31,7 +31,16 @@ coarse view of the whole canvas: export_info.json then names ``context_model``
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+
 import numpy as np
+
+# What LiteRT prints to file descriptor 2 when it creates its default delegate, whatever
+# TF_CPP_MIN_LOG_LEVEL says; `open_interpreter` drops this line and passes on the rest.
+_DELEGATE_NOTICE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 
 
 def _area_weights(start: float, patch: int, factor: int) -> tuple[np.ndarray, int]:
@@ -166,15 +175,35 @@ def open_interpreter(model, num_threads: int = 1):
 
     source = ({"model_content": bytes(model)} if isinstance(model, (bytes, bytearray))
               else {"model_path": str(model)})
-    try:
-        runner = Interpreter(**source, num_threads=num_threads)
-        runner.allocate_tensors()
-    except RuntimeError:
-        runner = Interpreter(**source, num_threads=num_threads,
-                             experimental_op_resolver_type=(
-                                 OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-        runner.allocate_tensors()
+    with _without_delegate_notice():
+        try:
+            runner = Interpreter(**source, num_threads=num_threads)
+            runner.allocate_tensors()
+        except RuntimeError:
+            runner = Interpreter(**source, num_threads=num_threads,
+                                 experimental_op_resolver_type=(
+                                     OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+            runner.allocate_tensors()
     return runner
+
+
+@contextlib.contextmanager
+def _without_delegate_notice():
+    """Collect what the block writes to file descriptor 2 and pass it on afterwards, all
+    but LiteRT's delegate notice (an error message, say, still reaches the user)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile("w+") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured if line.strip() != _DELEGATE_NOTICE]
+            sys.stderr.write("".join(kept))
 
 
 def context_runner(step_model_path, info: dict):

@@ -69,14 +69,18 @@ class EpisodeModule(tf.Module):
         """
         size = self.img_size
         expected = f"images must be uint8 [batch, {size}, {size}, 1]"
-        # Each check runs only after the one before it (control dependencies).
-        with tf.control_dependencies([
-                tf.debugging.assert_rank(images, 4, message=f"{expected}; got rank")]):
-            shape = tf.shape(images)
-        with tf.control_dependencies([tf.debugging.assert_equal(
-                shape[1:], tf.constant([size, size, 1]),
-                message=f"{expected}; got [batch, height, width, channels] =",
-                summarize=4)]):
+        # Two checks that are each defined for any rank, so neither depends on running
+        # after the other (grappler may run a graph's asserts in any order): the shape is
+        # padded to 4 entries for the size check, which passes whenever the rank is wrong.
+        shape = tf.shape(images)
+        rank_ok = tf.equal(tf.size(shape), 4)
+        padded = tf.concat([shape, tf.zeros([4], tf.int32)], axis=0)[:4]
+        size_ok = tf.reduce_all(tf.equal(padded[1:], tf.constant([size, size, 1])))
+        checks = [tf.debugging.Assert(rank_ok, [f"{expected}; got rank", tf.size(shape)]),
+                  tf.debugging.Assert(tf.logical_or(tf.logical_not(rank_ok), size_ok),
+                                      [f"{expected}; got [batch, height, width, channels] =",
+                                       shape], summarize=4)]
+        with tf.control_dependencies(checks):
             images = tf.identity(images)
         return self.episode(tf.ensure_shape(images, [None, size, size, 1]))
 

@@ -21,8 +21,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -128,7 +128,6 @@ def _write_all(config, agent, out: Path, quantize: str, verify_count: int, eval_
     from export import saved_model, tflite
     from export.drive_step_model import run_episodes
     from export.step_model import ContextModule, StepModule, initial_logits, state_shapes
-    from tf_glimpse.quiet import tensorflow_notices_silenced
 
     started = time.perf_counter()
     scored = max(verify_count, eval_count)
@@ -149,8 +148,7 @@ def _write_all(config, agent, out: Path, quantize: str, verify_count: int, eval_
     log(f"writing {SAVED_MODEL}/")
     episode = saved_model.save(agent, out / SAVED_MODEL)
     keras_outputs = {k: v.numpy() for k, v in episode.episode(tf.constant(check_images)).items()}
-    with tensorflow_notices_silenced():
-        saved_error = saved_model.verify(out / SAVED_MODEL, episode, check_images)
+    saved_error = saved_model.verify(out / SAVED_MODEL, episode, check_images)
 
     log(f"writing {FULL_MODEL} (the whole episode)")
     full_model, _ = tflite.convert(episode.single_image_function(), agent)

@@ -19,7 +19,9 @@ the canvases, never on what was evaluated before.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterable
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -53,11 +55,13 @@ def episode_function(model: Any, jit_compile: bool = False) -> Callable:
 
     Keys: ``actions`` [B, T], ``probs`` [B, T, C], ``correct`` [B, T], ``hits`` [B, T],
     ``entropies`` [B, T].  Build it once per model and pass it to `play` when
-    evaluating often (training), so it is traced and compiled once per mode.
+    evaluating often (training, the report), so it is traced and compiled once per
+    mode.  Each mode has a `tf.function` of its own, traced at most twice (full batches,
+    then any batch size): one function for every mode would be traced once per mode and
+    batch shape, and TensorFlow warns about "excessive retracing" past five traces.
     """
     is_agent = isinstance(model, GlimpseAgent)
 
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def episode(images, labels, boxes, mode, seed, actions):
         if is_agent:
             outputs = model(images, mode=mode, seed=seed, actions=actions)
@@ -71,7 +75,15 @@ def episode_function(model: Any, jit_compile: bool = False) -> Callable:
         return {"actions": taken, "probs": probs, "correct": step_correct(probs, labels),
                 "hits": hits, "entropies": entropies}
 
-    return episode
+    compiled: dict[str, Callable] = {}
+
+    def by_mode(images, labels, boxes, mode, seed, actions):
+        if mode not in compiled:
+            compiled[mode] = tf.function(functools.partial(episode, mode=mode),
+                                         jit_compile=jit_compile, reduce_retracing=True)
+        return compiled[mode](images, labels, boxes, seed=seed, actions=actions)
+
+    return by_mode
 
 
 def play(model: Any, dataset: Iterable[dict], policy: str | ActionFn = "greedy", seed: int = 0,

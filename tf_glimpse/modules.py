@@ -27,7 +27,11 @@ class GlimpseEncoder(keras.layers.Layer):
     """Glimpses [B, k, P, P] and locations [B, 2] (x, y in [0, 1]) -> embeddings [B, D].
 
     As in RAM's glimpse network, the "what" and "where" pathways are embedded
-    separately and combined: ``e = relu(W_what g + W_where l)``.
+    separately and combined: ``e = relu(W_what h_what + W_where h_where + b)``, computed
+    as one dense layer over ``[h_what; h_where]``.  The same function as two dense
+    layers summed, but not the graph relu(BiasAdd(MatMul) + MatMul): TensorFlow's oneDNN
+    remapper fuses that one and grappler then logs "Node ... has an empty op name"
+    every time a graph of the agent runs outside XLA (the report, a reloaded SavedModel).
     `kind="mlp"` flattens the glimpse; `kind="cnn"` treats the k scales as channels of
     two 3x3 convolutions.
     """
@@ -51,17 +55,16 @@ class GlimpseEncoder(keras.layers.Layer):
             self.features = [keras.layers.Flatten()]
         self.what_hidden = keras.layers.Dense(glimpse_units, activation="relu")
         self.where_hidden = keras.layers.Dense(location_units, activation="relu")
-        self.what_out = keras.layers.Dense(embedding_units)
-        self.where_out = keras.layers.Dense(embedding_units, use_bias=False)
+        self.combine = keras.layers.Dense(embedding_units, activation="relu")
 
     def call(self, glimpses: tf.Tensor, locations: tf.Tensor) -> tf.Tensor:
         x = tf.transpose(glimpses, [0, 2, 3, 1]) if self.kind == "cnn" else glimpses
         for layer in self.features:
             x = layer(x)
-        what = self.what_out(self.what_hidden(x))
+        what = self.what_hidden(x)
         # Centre locations on 0 so the "where" pathway sees values in [-1, 1].
-        where = self.where_out(self.where_hidden(2.0 * locations - 1.0))
-        return tf.nn.relu(what + where)
+        where = self.where_hidden(2.0 * locations - 1.0)
+        return self.combine(tf.concat([what, where], axis=-1))
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -253,7 +256,12 @@ class LocationPolicy(keras.layers.Layer):
         if mode == "random":
             raw = tf.zeros_like(raw)
         logits = self.mask(raw, visited)
-        distribution = tfp.distributions.Categorical(logits=logits)
+        # Cells drawn as float32 values (exact for any grid below 2^24 cells): the same
+        # cells, log-probabilities and entropy as int32 draws, but TFP's sample then
+        # transposes floats.  An integer Transpose makes TensorFlow's oneDNN graph rewrite
+        # log "oneDNN supports DT_INT32 only on platforms with AVX-512" outside XLA on
+        # some CPUs (AMD EPYC here), int32 and int64 alike.
+        distribution = tfp.distributions.Categorical(logits=logits, dtype=tf.float32)
         if mode == "given":
             action = tf.cast(given, tf.int32)
         elif mode == "greedy":
@@ -261,7 +269,7 @@ class LocationPolicy(keras.layers.Layer):
         else:
             action = tf.cast(distribution.sample(seed=seed), tf.int32)
         action = tf.stop_gradient(action)
-        return {"action": action, "log_prob": distribution.log_prob(action),
+        return {"action": action, "log_prob": distribution.log_prob(tf.cast(action, tf.float32)),
                 "entropy": distribution.entropy(), "logits": logits}
 
     def get_config(self) -> dict:

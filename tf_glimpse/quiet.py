@@ -38,12 +38,12 @@ def _stderr_silenced():
 def tensorflow_notices_silenced():
     """Silence C-level stderr inside the block, unless TF_GLIMPSE_DEBUG=1 is set.
 
-    For the export's conversions and checks: the TFLite converter prints what it does
-    ("fully_quantize: 0, ...") and grappler prints notices about the graphs it
-    optimises, e.g. when the reloaded SavedModel runs ("... has an empty op name",
-    though the outputs match the Keras model exactly), straight to file descriptor 2.
-    A failure still raises a Python exception, which the caller reports once the
-    block has ended.
+    For the TFLite conversions only: the converter prints what it does ("fully_quantize:
+    0, ...", its MLIR passes) straight to file descriptor 2, and there is no switch for
+    it.  A failed conversion still raises a Python exception, which the caller reports
+    once the block has ended.  Nothing else is run silenced: the graphs of the agent
+    give grappler no cause for notices (see `GlimpseEncoder`), and a test checks the
+    report's and the export's output for TensorFlow's log lines.
     """
     if os.environ.get("TF_GLIMPSE_DEBUG"):
         yield

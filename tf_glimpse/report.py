@@ -24,7 +24,8 @@ glimpses: the random policy's samples depend only on the seed.
 Per policy: accuracy after the last step, accuracy after each step, the
 glimpse hit rate (fraction of glimpses whose P x P patch overlaps the target
 digit's bounding box, `metrics.glimpse_hits`), overall and per step, and
-``distinct_sequences``, the number of different action sequences it took.  Written to ``RUN_DIR/report/``:
+``distinct_sequences``, the number of different action sequences it took.  Written to
+``RUN_DIR/report/``:
 ``report.md``, ``report.json``, ``accuracy_per_step.png``, ``heatmap_grid.png``
 (absolute positions) and ``heatmap_centred.png`` (glimpse centre minus digit
 centre); and ``RUN_DIR/gifs/attention1.gif`` ... of the greedy policy.
@@ -43,13 +44,14 @@ import argparse
 import json
 import shlex
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tf_glimpse.grid import ActionGrid
-from tf_glimpse.report_plots import pyplot, plot_per_step, plot_position_heatmaps
+from tf_glimpse.report_plots import plot_per_step, plot_position_heatmaps, pyplot
 
 if TYPE_CHECKING:  # TensorFlow is imported only when a report is built (fast --help).
     from tf_glimpse.evaluation import ActionFn, Episodes
@@ -116,11 +118,13 @@ def constant_policy(actions: np.ndarray) -> ActionFn:
 
 # ---------------------------------------------------------------- episodes
 def run_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, seed: int = 0,
-               limit: int | None = None, keep_images: int = 0, progress=None) -> Episodes:
+               limit: int | None = None, keep_images: int = 0, progress=None,
+               episode=None) -> Episodes:
     """Play one of the report's `POLICIES` (or a function batch -> actions [B, T]) with `agent`.
 
     `tf_glimpse.evaluation.play` under the report's names: "learned_greedy",
     "learned_sampled" and "random" are the agent's modes, "fixed" a constant spiral.
+    `episode` is `evaluation.episode_function(agent)`, built once for all policies.
     """
     if policy == "fixed":
         policy = constant_policy(fixed_actions(agent.grid, agent.steps))
@@ -132,7 +136,7 @@ def run_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, seed: int
     from tf_glimpse.evaluation import play
 
     return play(agent, dataset, policy, seed, limit=limit, keep_images=keep_images,
-                progress=progress)
+                progress=progress, episode=episode)
 
 
 # ----------------------------------------------------------------- report
@@ -208,10 +212,10 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
     run_dir = Path(run_dir)
     from tf_glimpse.data.canvas import split_dataset
     from tf_glimpse.data.sources import load_splits
-    from tf_glimpse.evaluation import summarize
+    from tf_glimpse.evaluation import episode_function, summarize
     from tf_glimpse.metrics import sequence_diversity
-    from tf_glimpse.progress import progress_bar
     from tf_glimpse.optional import require
+    from tf_glimpse.progress import progress_bar
     from tf_glimpse.runs import RunError, check_data, latest_checkpoint, load_agent
     from tf_glimpse.visualize import save_attention_gifs
 
@@ -228,11 +232,14 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
     total = len(splits.test_labels) if limit is None else min(limit, len(splits.test_labels))
     batches = -(-total // config.batch_size)
 
+    episode_functions: dict[int, Callable] = {}  # One per judge: each mode compiled once.
+
     def play(judge, policy: str, keep: int = 0, name: str | None = None) -> Episodes:
         if verbose:
             print(f"{name or policy}:")
         bar = progress_bar(batches, verbose, unit_name="batch")
-        return run_policy(judge, dataset, policy, seed, limit, keep, bar)
+        episode = episode_functions.setdefault(id(judge), episode_function(judge))
+        return run_policy(judge, dataset, policy, seed, limit, keep, bar, episode)
 
     episodes = {"learned_greedy": play(agent, "learned_greedy", gifs)}
     modal = sequence_diversity(episodes["learned_greedy"].actions)["modal_sequence"]
