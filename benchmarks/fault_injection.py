@@ -46,6 +46,8 @@ import threading
 import time
 from pathlib import Path
 
+from tf_glimpse.quiet import quiet_tensorflow
+
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-6
 # The object graph holds names, not values; it is the one entry allowed to differ.
@@ -65,14 +67,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jit_compile", default="False",
                         help="XLA for the training step (True costs a compile per restart)")
     parser.add_argument("--data_dir", default=None,
-                        help="MNIST IDX directory (default: $TF_GLIMPSE_DATA_DIR)")
+                        help="MNIST IDX directory (default: where train.py finds it, "
+                        "$TF_GLIMPSE_DATA_DIR, then data/mnist)")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds before a process that never reaches a kill point fails")
     return parser.parse_args()
 
 
-def train_command(args: argparse.Namespace, logdir: Path, saved: dict | None = None) -> list[str]:
-    """The train.py command line; `saved` (a config.json) pins every field, defaults included."""
+def train_command(args: argparse.Namespace, logdir: Path, saved: Path | None = None) -> list[str]:
+    """The train.py command line.  `saved` (the reference run's config.json) goes to
+    train.py's own `--config`, which pins every field, defaults included, and knows which
+    fields are derived from the data (num_classes): no flag list here to drift from it."""
+    command = [sys.executable, str(ROOT / "train.py"), "--logdir", str(logdir), "--resume", "True"]
+    if saved is not None:  # The reference run's exact configuration.
+        return command + ["--config", str(saved)]
     flags = {"img_size": 28, "clutter_count": 0, "patch_size": 8, "stride": 4, "steps": 2,
              "subset": args.subset, "val_size": args.val_size, "batch_size": args.batch_size,
              "memory_units": 32, "embedding_units": 32, "classifier_units": 32,
@@ -81,9 +89,6 @@ def train_command(args: argparse.Namespace, logdir: Path, saved: dict | None = N
              "jit_compile": args.jit_compile}
     if args.data_dir:
         flags["data_dir"] = args.data_dir
-    if saved is not None:  # The reference run's exact configuration.
-        flags = {name: value for name, value in saved.items() if value is not None}
-    command = [sys.executable, str(ROOT / "train.py"), "--logdir", str(logdir), "--resume", "True"]
     for name, value in flags.items():
         command += [f"--{name}", str(value)]
     return command
@@ -207,8 +212,7 @@ def compare(reference: dict, resumed: dict) -> tuple[bool, float]:
 def main() -> None:
     """Reference run, kill/resume cycles, final comparison; print the table and the JSON line."""
     args = parse_args()
-    if args.data_dir is None and not os.environ.get("TF_GLIMPSE_DATA_DIR"):
-        raise SystemExit("fault_injection: pass --data_dir or set TF_GLIMPSE_DATA_DIR")
+    quiet_tensorflow()  # The checkpoint checks below import TensorFlow.
     rng = random.Random(args.seed)
     began = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="fault_injection_"))
@@ -220,7 +224,7 @@ def main() -> None:
             raise SystemExit(f"fault_injection: the reference run failed:\n"
                              f"{excerpt(work / 'reference.err')}")
         reference_seconds = time.monotonic() - run.started
-        saved = json.loads((reference_dir / "config.json").read_text())
+        saved = reference_dir / "config.json"
         walls = [entry["wall_s"] for entry in history_epochs(reference_dir)]
         epoch_seconds = 1.5 * (walls[-1] - walls[0]) / max(len(walls) - 1, 1)  # + validation
         first_epoch_seconds = walls[0] + epoch_seconds  # With the tracing of the steps.
@@ -237,8 +241,8 @@ def main() -> None:
             mode = "save" if kill % 2 == 0 else "random"
             if mode == "save":
                 # One epoch committed by this process, then the start of the next write.
-                ready = wait_until(lambda: committed_epoch(checkpoints) > start_epoch, run,
-                                   args.timeout, poll=0.01)
+                ready = wait_until(lambda start=start_epoch: committed_epoch(checkpoints) > start,
+                                   run, args.timeout, poll=0.01)
                 writing = lambda: any(faulty.glob("*/ckpt-*_temp"))  # noqa: E731
                 ready = ready and wait_until(writing, run, args.timeout, poll=0.0)
                 delay = rng.uniform(0.0, 0.004)
