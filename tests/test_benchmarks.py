@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from benchmarks import flops, results_table
 from benchmarks.cnn_baseline import build_cnn, cnn_layers, pool_factor
 from benchmarks.ram_benchmark import parse, result_row
 from benchmarks.settings import SETTINGS, get_setting
 from tf_glimpse.config import GlimpseConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # 28x28 canvas, 14x14 patches on a 2 x 2 grid, 2 steps, tiny widths: small enough to count by hand.
 TINY = dict(img_size=28, clutter_count=0, patch_size=14, stride=14, scales=1, steps=2,
@@ -173,7 +173,7 @@ def test_table_prints_every_row_as_stored(tmp_path, capsys):
                                                                                with_cnn=False)]
     path = tmp_path / "results.jsonl"
     write_rows(path, rows)
-    assert results_table.main(["--results", str(path)]) == 0
+    assert results_table.main(["--results", str(path), "--all"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 + 3
     assert lines[2].startswith("| mnist28 | 0.98 | 0.85 | 1.12 | 1.21 (kevinzakka, PyTorch) | "
@@ -198,7 +198,7 @@ def test_table_refuses_malformed_lines_and_flags_them_when_asked(tmp_path, capsy
                           (4, "missing field 'val_curve'"), (5, "setting='mnist99'")):
         assert f"results.jsonl:{number}: malformed: {words}" in captured.err
     assert "4 malformed line(s)" in captured.err
-    assert results_table.main(["--results", str(path), "--skip_malformed"]) == 0
+    assert results_table.main(["--results", str(path), "--skip_malformed", "--all"]) == 0
     out = capsys.readouterr().out
     assert out.count("| mnist28 |") == 2
     assert "**Skipped malformed lines of results.jsonl:** 2, 3, 4, 5" in out
@@ -212,12 +212,31 @@ def test_plot_writes_a_png(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_readme_results_table_matches_results_jsonl():
-    """The README's RAM table is exactly what results_table.py makes of results.jsonl."""
+def test_readme_and_experiments_tables_match_results_jsonl():
+    """The README's results table (one row per setting) and docs/experiments.md's table of
+    every row are exactly what results_table.py makes of results.jsonl."""
     rows, problems = results_table.load_rows(ROOT / "benchmarks" / "results.jsonl")
     assert not problems
     assert set(SETTINGS) <= {row["setting"] for row in rows}  # A row for every setting.
-    assert results_table.markdown_table(rows) in (ROOT / "README.md").read_text()
+    current = results_table.current_table(rows)
+    assert current in (ROOT / "README.md").read_text()
+    assert len(current.splitlines()) == 2 + len(SETTINGS)
+    assert results_table.markdown_table(rows) in (ROOT / "docs" / "experiments.md").read_text()
+
+
+def test_current_table_takes_the_latest_row_of_each_setting(tmp_path, capsys):
+    older = fake_run(test_accuracy=0.98)
+    newer = dict(fake_run(minutes=20.0), commit="bbbbbbb")
+    other = fake_run("seed2", with_cnn=False)
+    path = tmp_path / "results.jsonl"
+    write_rows(path, [older, other, newer])
+    assert results_table.main(["--results", str(path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("| setting | budget | ours test error % | CNN test error %")
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| mnist28", "| seed2"]
+    assert lines[2].startswith("| mnist28 | 20 min | 0.98 | 0.85 | 1.12 | <= 1.0 | yes | 812 | "
+                               "0.25 0.75 | `bbbbbbb`")
+    assert lines[3].startswith("| seed2 | 28 epochs | 0.98 | — | — | — | report |")  # 8 + 20
 
 
 def test_stored_cnn_figure_is_found_by_setting_budget_and_hardware(tmp_path):
@@ -232,8 +251,10 @@ def test_stored_cnn_figure_is_found_by_setting_budget_and_hardware(tmp_path):
                {"setting": "cluttered60", "budget": {"minutes": 45.0}, "hardware": "2 CPU cores, X",
                 "test_accuracy": 0.95}]
     write_rows(path, entries)
-    assert stored_cnn(path, "cluttered60", {"minutes": 45.0}, "2 CPU cores, X")["test_accuracy"] == 0.95
-    assert stored_cnn(path, "cluttered60", {"minutes": 30.0}, "2 CPU cores, X")["test_accuracy"] == 0.8
+    found = stored_cnn(path, "cluttered60", {"minutes": 45.0}, "2 CPU cores, X")
+    assert found["test_accuracy"] == 0.95
+    found = stored_cnn(path, "cluttered60", {"minutes": 30.0}, "2 CPU cores, X")
+    assert found["test_accuracy"] == 0.8
     assert stored_cnn(path, "cluttered60", {"minutes": 45.0}, "16 CPU cores, Y") is None
     assert stored_cnn(path, "translated60", {"minutes": 45.0}, "2 CPU cores, X") is None
 
@@ -269,6 +290,8 @@ def test_train_throughput_prints_our_rate_and_the_ratio_to_the_peer(data_dir, tm
     last = json.loads(result.stdout.strip().splitlines()[-1])
     assert last["images_per_s"] > 0 and last["peer_images_per_s"] == 5566
     assert abs(last["ratio_to_peer"] - last["images_per_s"] / 5566) <= 0.001
+    assert last["peer_measured"].startswith("2026-11-25")  # A stored figure says its day.
+    assert "measured 2026-11-25" in result.stdout and "not in this run" in result.stdout
     # Every GlimpseConfig field is a flag; a bad value is a usage error that names it.
     bad = subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--steps", "0"],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -27,11 +27,11 @@ class GlimpseEncoder(keras.layers.Layer):
     """Glimpses [B, k, P, P] and locations [B, 2] (x, y in [0, 1]) -> embeddings [B, D].
 
     As in RAM's glimpse network, the "what" and "where" pathways are embedded
-    separately and combined: ``e = relu(W_what h_what + W_where h_where + b)``, computed
-    as one dense layer over ``[h_what; h_where]``.  The same function as two dense
-    layers summed, but not the graph relu(BiasAdd(MatMul) + MatMul): TensorFlow's oneDNN
-    remapper fuses that one and grappler then logs "Node ... has an empty op name"
-    every time a graph of the agent runs outside XLA (the report, a reloaded SavedModel).
+    separately and combined: ``e = relu((W_what h_what + W_where h_where) + b)``.  The
+    bias is added after the sum, not inside the "what" layer: TensorFlow's oneDNN
+    remapper fuses relu(BiasAdd(MatMul) + MatMul), and grappler then logs "Node ... has
+    an empty op name" every time a graph of the agent runs outside XLA (the report, a
+    reloaded SavedModel).
     `kind="mlp"` flattens the glimpse; `kind="cnn"` treats the k scales as channels of
     two 3x3 convolutions.
     """
@@ -55,16 +55,19 @@ class GlimpseEncoder(keras.layers.Layer):
             self.features = [keras.layers.Flatten()]
         self.what_hidden = keras.layers.Dense(glimpse_units, activation="relu")
         self.where_hidden = keras.layers.Dense(location_units, activation="relu")
-        self.combine = keras.layers.Dense(embedding_units, activation="relu")
+        self.what_out = keras.layers.Dense(embedding_units, use_bias=False)
+        self.where_out = keras.layers.Dense(embedding_units, use_bias=False)
+        self.bias = self.add_weight(shape=(embedding_units,), initializer="zeros",
+                                    name="bias")
 
     def call(self, glimpses: tf.Tensor, locations: tf.Tensor) -> tf.Tensor:
         x = tf.transpose(glimpses, [0, 2, 3, 1]) if self.kind == "cnn" else glimpses
         for layer in self.features:
             x = layer(x)
-        what = self.what_hidden(x)
+        what = self.what_out(self.what_hidden(x))
         # Centre locations on 0 so the "where" pathway sees values in [-1, 1].
-        where = self.where_hidden(2.0 * locations - 1.0)
-        return self.combine(tf.concat([what, where], axis=-1))
+        where = self.where_out(self.where_hidden(2.0 * locations - 1.0))
+        return tf.nn.relu((what + where) + self.bias)
 
     def get_config(self) -> dict:
         config = super().get_config()
