@@ -1,11 +1,16 @@
-"""The markdown table (and time-to-accuracy plot) of `benchmarks/results.jsonl`.
+"""The markdown tables (and time-to-accuracy plot) of `benchmarks/results.jsonl`.
 
-    python benchmarks/results_table.py [--results FILE] [--plot OUT.png] [--skip_malformed]
+    python benchmarks/results_table.py [--all] [--results FILE] [--plot OUT.png]
+        [--skip_malformed]
 
-Every row of the table is one line of the results file, in file order, with its
-numbers as stored (errors in percent, 2 decimals); the reference errors come from
-`benchmarks/settings.py`.  "met?" is "yes" when our test error <= the target,
-"report" for settings without a target.  The README's results table is this output.
+By default: the current table, one row per setting (the setting's latest line in
+the file), with our test error, the CNN's at the same budget, the RAM paper's and the
+target, the policy's distinct greedy sequences and the row's commit.  The README's
+results table is this output.  With ``--all``: every line of the file, in file order,
+with its speed, FLOPs, pixels and command (docs/experiments.md holds this table).
+Numbers are as stored (errors in percent, 2 decimals); the reference errors come
+from `benchmarks/settings.py`.  "met?" is "yes" when our test error <= the target,
+"report" for settings without a target.
 
 A malformed line (not JSON, a missing or mistyped field, errors not in percent, an
 unknown setting) makes the script refuse: it names every bad line on stderr and
@@ -27,9 +32,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
 from benchmarks.settings import SETTINGS
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_RESULTS = PROJECT_ROOT / "benchmarks" / "results.jsonl"
 
@@ -147,14 +152,10 @@ def table_row(row: dict) -> list[str]:
     best = _ref(setting.best_public)
     if setting.best_public is not None and setting.best_public_source:
         best += f" ({setting.best_public_source})"
-    if setting.target is None:
-        met = "report"
-    else:
-        met = "yes" if row["test_error"] <= setting.target else "no"
     command = row["command"].replace("|", "\\|")
     return [setting.name, _pct(row["test_error"]), _pct(row["cnn_test_error"]),
             _ref(setting.ram_paper), best,
-            "—" if setting.target is None else f"<= {setting.target:.1f}", met,
+            "—" if setting.target is None else f"<= {setting.target:.1f}", _met(row),
             str(row["epochs"]), f"{row['wall_s']:.0f}", f"{row['images_per_s']:.0f}",
             f"{_count(row['flops_per_image'])} / {_count(row['cnn_flops_per_image'])}",
             f"{row['pixels_per_image']:,} / {row['cnn_pixels_per_image']:,}",
@@ -162,8 +163,50 @@ def table_row(row: dict) -> list[str]:
             f"`{row['commit']}`" + (" (dirty)" if row.get("dirty") else ""), f"`{command}`"]
 
 
+CURRENT_COLUMNS = ("setting", "budget", "ours test error %", "CNN test error %, same budget",
+                   "RAM paper %", "target %", "met?", "distinct greedy sequences",
+                   "greedy hit rate per glimpse", "commit")
+
+
+def current_rows(rows: list[dict]) -> list[dict]:
+    """The latest row of each setting (file order), in the order of `SETTINGS`."""
+    latest = {row["setting"]: row for row in rows}
+    return [latest[name] for name in SETTINGS if name in latest]
+
+
+def _budget(row: dict) -> str:
+    budget = row.get("budget") or {"epochs": row["epochs"]}
+    if "minutes" in budget:
+        return f"{budget['minutes']:g} min"
+    return f"{budget['epochs']:g} epoch{'' if budget['epochs'] == 1 else 's'}"
+
+
+def current_table(rows: list[dict]) -> str:
+    """The markdown table of `current_rows(rows)`: one row per setting."""
+    lines = ["| " + " | ".join(CURRENT_COLUMNS) + " |",
+             "|" + "|".join("---" if i in (0, 1, 6, 8, 9) else "---:"
+                            for i in range(len(CURRENT_COLUMNS))) + "|"]
+    for row in current_rows(rows):
+        setting = SETTINGS[row["setting"]]
+        hits = row.get("hit_rate_per_step")
+        lines.append("| " + " | ".join([
+            setting.name, _budget(row), _pct(row["test_error"]), _pct(row["cnn_test_error"]),
+            _ref(setting.ram_paper),
+            "—" if setting.target is None else f"<= {setting.target:.1f}", _met(row),
+            _distinct(row), "—" if not hits else " ".join(f"{h:.2f}" for h in hits),
+            f"`{row['commit']}`" + (" (dirty)" if row.get("dirty") else "")]) + " |")
+    return "\n".join(lines)
+
+
+def _met(row: dict) -> str:
+    target = SETTINGS[row["setting"]].target
+    if target is None:
+        return "report"
+    return "yes" if row["test_error"] <= target else "no"
+
+
 def markdown_table(rows: list[dict]) -> str:
-    """The markdown table of `rows` (header, separator, one line per row)."""
+    """The markdown table of every row (header, separator, one line per row)."""
     lines = ["| " + " | ".join(COLUMNS) + " |",
              "|" + "|".join("---" if i in (0, 6, 13, 14) else "---:"
                             for i in range(len(COLUMNS))) + "|"]
@@ -188,7 +231,7 @@ def plot(rows: list[dict], out: str | Path) -> None:
             if points:
                 axes.plot([p[0] for p in points], [max(p[1], floor) for p in points], style,
                           color=color, markersize=3, label=f"{who}: {label}")
-    for setting, points in PEER_POINTS.items():
+    for points in PEER_POINTS.values():
         axes.plot([p[0] for p in points], [p[1] for p in points], "k*", markersize=12,
                   linestyle="none", label=PEER_LABEL)
         for x, y in points:
@@ -215,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     """Print the table (exit 1 on malformed lines unless --skip_malformed); optionally plot."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default=str(DEFAULT_RESULTS), help="the JSON-lines file")
+    parser.add_argument("--all", action="store_true",
+                        help="every row of the file, with its command (default: the latest "
+                             "row of each setting)")
     parser.add_argument("--plot", default=None, metavar="OUT.png",
                         help="also draw the time-to-accuracy plot")
     parser.add_argument("--skip_malformed", action="store_true",
@@ -231,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"results_table.py: error: {len({n for n, _ in problems})} malformed line(s) in "
               f"{args.results}; fix them, or pass --skip_malformed", file=sys.stderr)
         return 1
-    print(markdown_table(rows))
+    print(markdown_table(rows) if args.all else current_table(rows))
     if problems:
         lines = sorted({n for n, _ in problems})
         print(f"\n**Skipped malformed lines of {Path(args.results).name}:** "

@@ -243,3 +243,31 @@ def test_verdict_names_every_rival_and_the_gap_in_points():
     assert "beats its own modal scan (`learned_modal`) by +10.00 points" in sentence
     assert "does not beat the fixed scan (`fixed`) by -5.00 points" in sentence
     assert f"beats the random policy (`{report.JUDGED_BY_PRETRAINED}`) by +30.00 points" in sentence
+
+
+def test_title_frame_and_chance_line_follow_the_class_count(tmp_path, monkeypatch):
+    # A data set of 47 classes (EMNIST balanced): the GIF's title frame draws 47 empty
+    # bars, as its later frames draw 47 probabilities, and the chance line is at 1/47.
+    grid = ActionGrid(28, 14, 7)
+    image = np.zeros((28, 28), np.float32)
+    step_probs = np.full((2, 47), 1 / 47, np.float32)
+    title = visualize.attention_gif_frames(image, [0, 1], step_probs, grid)[0]
+    np.testing.assert_array_equal(title, visualize.render_frame(
+        image, [], grid, probs=None, total_steps=2, num_classes=47))
+    assert not np.array_equal(title, visualize.render_frame(image, [], grid, total_steps=2))
+    lines = []
+    original = report_plots.pyplot().Axes.axhline
+    monkeypatch.setattr(report_plots.pyplot().Axes, "axhline",
+                        lambda self, y=0, **kw: lines.append(y) or original(self, y, **kw))
+    result = {"accuracy_per_step": [0.5, 0.6], "hit_rate_per_step": [0.1, 0.2]}
+    report_plots.plot_per_step({"learned_greedy": result}, tmp_path / "p.png", num_classes=47)
+    assert lines == [pytest.approx(1 / 47)]
+
+
+def test_budget_cosine_decay_rebuilds_from_its_config():
+    from tf_glimpse.schedules import BudgetCosineDecay, BudgetProgress
+
+    schedule = BudgetCosineDecay(3e-3, BudgetProgress(100, None))
+    clone = BudgetCosineDecay.from_config(schedule.get_config())
+    for step in (0, 50, 100):
+        assert float(clone(step)) == pytest.approx(float(schedule(step)))

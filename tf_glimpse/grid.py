@@ -63,11 +63,6 @@ class ActionGrid:
         if self.stride < 1 or (span % self.stride and self.stride != self.patch_size):
             raise ConfigError(stride_error(self.img_size, self.patch_size, self.stride))
 
-    @classmethod
-    def from_config(cls, config) -> ActionGrid:
-        """The grid of a `GlimpseConfig`."""
-        return cls(config.img_size, config.patch_size, config.stride)
-
     @property
     def tiles(self) -> bool:
         """True when the patches tile the image without dividing it evenly (s == P)."""

@@ -57,7 +57,10 @@ class GlimpseEncoder(keras.layers.Layer):
         self.where_hidden = keras.layers.Dense(location_units, activation="relu")
         self.what_out = keras.layers.Dense(embedding_units, use_bias=False)
         self.where_out = keras.layers.Dense(embedding_units, use_bias=False)
-        self.bias = self.add_weight(shape=(embedding_units,), initializer="zeros",
+        self.bias = None  # Made in `build`, under the agent's name scope.
+
+    def build(self, glimpses_shape) -> None:
+        self.bias = self.add_weight(shape=(self.embedding_units,), initializer="zeros",
                                     name="bias")
 
     def call(self, glimpses: tf.Tensor, locations: tf.Tensor) -> tf.Tensor:

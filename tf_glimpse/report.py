@@ -261,7 +261,8 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
     out_dir = Path(run_dir) / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     per_step = plot_per_step(results, out_dir / "accuracy_per_step.png",
-                             repeats=(JUDGED_BY_PRETRAINED,))  # The random policy's glimpses.
+                             repeats=(JUDGED_BY_PRETRAINED,),  # The random policy's glimpses.
+                             num_classes=config.num_classes)
     plots = {"accuracy_per_step": per_step,
              **plot_position_heatmaps(episodes, grid, out_dir)}
     greedy = episodes["learned_greedy"]

@@ -53,11 +53,13 @@ def pyplot():
     return plt
 
 
-def plot_per_step(results: dict[str, dict], path: Path, repeats: tuple[str, ...] = ()) -> Path:
+def plot_per_step(results: dict[str, dict], path: Path, repeats: tuple[str, ...] = (),
+                  num_classes: int = 10) -> Path:
     """Accuracy and hit rate after each step, one line per policy -> PNG.
 
     Policies in `repeats` take another policy's glimpses (a second judge of them): their
-    accuracy is dashed and their hit rate, the other's, is not drawn again.
+    accuracy is dashed and their hit rate, the other's, is not drawn again.  The chance
+    line is at 1 / `num_classes`.
     """
     plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -67,7 +69,8 @@ def plot_per_step(results: dict[str, dict], path: Path, repeats: tuple[str, ...]
         axes[0].plot(steps, result["accuracy_per_step"], style, marker="o", label=name)
         if name not in repeats:
             axes[1].plot(steps, result["hit_rate_per_step"], marker="o", label=name)
-    axes[0].axhline(0.1, color="grey", linewidth=0.8, linestyle=":", label="chance")
+    axes[0].axhline(1.0 / num_classes, color="grey", linewidth=0.8, linestyle=":",
+                    label="chance")
     for ax, title in zip(axes, ("test accuracy after step t", "glimpse hit rate at step t")):
         ax.set_title(title)
         ax.set_xlabel("step t")

@@ -56,6 +56,13 @@ class BudgetCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "total_steps": self.progress.total_steps,
                 "budget_seconds": self.progress.budget_seconds}
 
+    @classmethod
+    def from_config(cls, config: dict) -> BudgetCosineDecay:
+        """The schedule of `get_config()`, with a new `BudgetProgress` (its time part at 0)."""
+        config = dict(config)
+        progress = BudgetProgress(config.pop("total_steps"), config.pop("budget_seconds"))
+        return cls(progress=progress, **config)
+
 
 def entropy_weight(start: float, end: float, progress: tf.Tensor) -> tf.Tensor:
     """The entropy bonus's weight at `progress` in [0, 1]: linear from `start` to `end`."""

@@ -180,13 +180,16 @@ def strip_layout(width: int) -> dict[str, int]:
 
 def render_frame(image: np.ndarray, actions: Sequence[int], grid: ActionGrid, scales: int = 1,
                  probs: np.ndarray | None = None, label: int | None = None,
-                 total_steps: int | None = None, upscale: int | None = None) -> np.ndarray:
+                 total_steps: int | None = None, upscale: int | None = None,
+                 num_classes: int | None = None) -> np.ndarray:
     """One picture of an episode so far -> uint8 [H, W, 3].
 
     `actions` are the glimpses taken so far (the last one is "current" and drawn
     at every scale); `probs` [C] are the class probabilities after the last of
-    them (None: no prediction yet, e.g. the title frame).
+    them (None: no prediction yet, e.g. the title frame, which then draws
+    `num_classes` empty bars; default C, else 10).
     """
+    num_classes = num_classes or (10 if probs is None else len(probs))
     upscale = upscale or default_upscale(grid.img_size)
     canvas = colour_canvas(image, upscale)
     side = canvas.shape[0]
@@ -196,7 +199,7 @@ def render_frame(image: np.ndarray, actions: Sequence[int], grid: ActionGrid, sc
     frame[:side] = canvas
     actions = [int(a) for a in actions]
     _draw_episode(frame, actions, grid, scales, upscale, side)
-    _draw_strip(frame, side, layout, len(actions), total_steps, probs, label)
+    _draw_strip(frame, side, layout, len(actions), total_steps, probs, label, num_classes)
     return frame
 
 
@@ -225,7 +228,8 @@ def _draw_episode(frame: np.ndarray, actions: list[int], grid: ActionGrid, scale
 
 
 def _draw_strip(frame: np.ndarray, top: int, layout: dict[str, int], step: int,
-                total_steps: int | None, probs: np.ndarray | None, label: int | None) -> None:
+                total_steps: int | None, probs: np.ndarray | None, label: int | None,
+                num_classes: int) -> None:
     """Text ("STEP t/T PRED c pp%", "TRUE y") and one probability bar per class."""
     size, line = layout["size"], layout["line"]
     y = top + size
@@ -240,14 +244,14 @@ def _draw_strip(frame: np.ndarray, top: int, layout: dict[str, int], step: int,
         draw_text(frame, text, y, 2 * size, colour, size)
     if label is not None:
         draw_text(frame, f"TRUE {int(label)}", y + line, 2 * size, TEXT, size)
-    _draw_bars(frame, y + 2 * line, layout, probs, label)
+    _draw_bars(frame, y + 2 * line, layout, probs, label, num_classes)
 
 
 def _draw_bars(frame: np.ndarray, top: int, layout: dict[str, int], probs: np.ndarray | None,
-               label: int | None) -> None:
-    """Class probabilities as vertical bars with the class digit below each."""
+               label: int | None, classes: int) -> None:
+    """Class probabilities (empty when None) as `classes` vertical bars, the class id below
+    each."""
     size, height = layout["size"], layout["bars"]
-    classes = 10 if probs is None else len(probs)
     width = frame.shape[1] // classes
     prediction = None if probs is None else int(np.argmax(probs))
     for c in range(classes):
@@ -274,7 +278,8 @@ def attention_gif_frames(image: np.ndarray, actions: Sequence[int], step_probs: 
     total = len(actions)
     frames = []
     if title_frame:
-        frames.append(render_frame(image, [], grid, scales, None, label, total, upscale))
+        frames.append(render_frame(image, [], grid, scales, None, label, total, upscale,
+                                   num_classes=step_probs.shape[-1]))
     for step in range(total):
         frames.append(render_frame(image, actions[:step + 1], grid, scales, step_probs[step],
                                    label, total, upscale))
