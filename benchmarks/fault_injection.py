@@ -46,6 +46,7 @@ import threading
 import time
 from pathlib import Path
 
+from tf_glimpse.config import CHECKPOINT_KINDS
 from tf_glimpse.quiet import quiet_tensorflow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +142,7 @@ def committed_epoch(directory: Path) -> int:
 def uncommitted_files(run: Path) -> list[str]:
     """Files or temporary directories of saves that never reached the state file."""
     found = []
-    for name in ("checkpoints", "best", "pretrained"):
+    for name in CHECKPOINT_KINDS:
         directory = run / name
         if not directory.is_dir():
             continue

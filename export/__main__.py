@@ -16,6 +16,7 @@ import os
 import sys
 
 from export import QUANTIZE_MODES
+from tf_glimpse.config import CHECKPOINT_KINDS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also write quantized TFLite models: dynamic (int8 weights) or "
                              "int8 (int8 weights and activations, calibrated on validation "
                              "canvases; needs the data set)")
-    parser.add_argument("--checkpoint", choices=("best", "checkpoints", "pretrained"),
+    parser.add_argument("--checkpoint", choices=CHECKPOINT_KINDS,
                         default="best", help="which checkpoint of the run to export")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
     parser.add_argument("--verify_count", type=int, default=64,

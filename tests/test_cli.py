@@ -78,7 +78,10 @@ def test_train_help_groups_the_flags_by_section_with_their_defaults():
     text = build_parser().format_help()
     for section in SECTIONS:
         assert f"{section} (config):" in text
-    assert "--no-pretrain" in text and "(default: 0.005)" in text
+    assert "--no-pretrain" in text and "(default: 0.005; valid: >= 0)" in text
+    # Each field's help, section and valid values live with the field (its `option`).
+    for field in dataclasses.fields(GlimpseConfig):
+        assert field.metadata["help"] and field.metadata["section"], field.name
 
 
 @pytest.mark.parametrize("argv, expected", [

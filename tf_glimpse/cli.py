@@ -29,59 +29,7 @@ import sys
 import time
 import typing
 
-from tf_glimpse.config import DERIVED_FIELDS, SECTIONS, ConfigError, GlimpseConfig
-
-HELP = {
-    "dataset": "mnist, fashion_mnist or tfds:NAME (a grayscale 28x28 TFDS dataset; needs internet)",
-    "data_dir": ("directory with the four IDX .gz files "
-                 "(default: $TF_GLIMPSE_DATA_DIR, then data/<dataset>)"),
-    "img_size": "canvas size I (28 = plain digits; larger = translated digit)",
-    "clutter_count": "number of clutter pieces pasted on each canvas",
-    "clutter_size": "side of each clutter piece in pixels",
-    "val_size": "validation images held out from the training set",
-    "subset": "train on the first N training images only (quick runs)",
-    "augment_shift": ("training canvases only: shift each by up to N pixels per axis, "
-                      "zero fill (0 = off)"),
-    "patch_size": "glimpse patch size P",
-    "stride": "grid stride s; must divide I - P, or equal P (tiles)",
-    "scales": "glimpse scales k (scale j covers P*2^j pixels, resized to P)",
-    "steps": "glimpses per episode T",
-    "sensor_backend": ("matmul (XLA + TFLite), window (reads only the windows; XLA + TFLite) "
-                       "or crop_and_resize (reference)"),
-    "encoder": "glimpse encoder: mlp or cnn",
-    "glimpse_units": "width of the encoder's \"what\" layer (the glimpse)",
-    "location_units": "width of the encoder's \"where\" layer (the location)",
-    "embedding_units": "width of the glimpse embedding e_t",
-    "memory_units": "width of the LSTM memory",
-    "classifier_units": "width of the classifier's GRU",
-    "attention_heads": "heads of the classifier's causal self-attention",
-    "mask_visited": "forbid looking at a cell twice",
-    "final_reward": "reward R: +R for a right final prediction, -R otherwise",
-    "step_reward_clip": "clip of the per-step information-gain reward",
-    "gamma": "discount of the returns",
-    "entropy_weight": "weight of the policy-entropy bonus",
-    "baseline_weight": "weight of the baseline MSE loss",
-    "reinforce_weight": "weight of the REINFORCE (policy-gradient) loss",
-    "step_loss": "average the classification loss over all steps (else final step only)",
-    "epochs": "REINFORCE epochs (after the pre-training epochs)",
-    "minutes": "wall-time budget: stop at the first epoch end past N minutes of training",
-    "batch_size": "episodes per training batch (the global batch under --strategy)",
-    "lr": "Adam's peak learning rate",
-    "grad_clip": "per-variable gradient clip norm",
-    "entropy_final": "entropy-bonus weight at the end (linear from --entropy_weight)",
-    "memory_loss_weight": "weight of the memory's own per-step classification loss",
-    "memory_trains_encoder": "let REINFORCE and the memory loss train the glimpse encoder too",
-    "samples_per_image": "sampled episodes per training image (leave-one-out baseline if > 1)",
-    "context": "a coarse view of the whole canvas sets the memory's initial state",
-    "pretrain": "first train encoder and classifier on random glimpses (supervised)",
-    "pretrain_epochs": "supervised epochs on random glimpses when --pretrain True",
-    "jit_compile": "compile the train step with XLA",
-    "seed": "seed of data, weights and policy samples",
-    "test_samples": "also report test accuracy averaged over M sampled episodes",
-    "strategy": "tf.distribute strategy: default, mirrored or multi_worker",
-    "lr_decay": "cosine learning-rate decay to 5%% (over epochs or the --minutes budget)",
-    "summary_images_every": "write glimpse trajectories to TensorBoard every n epochs (0 = never)",
-}
+from tf_glimpse.config import DERIVED_FIELDS, SECTIONS, ConfigError, GlimpseConfig, valid_values
 
 
 def parse_bool(text: str) -> bool:
@@ -127,9 +75,10 @@ def add_config_flags(parser, given_only: bool = False) -> None:
         group = parser.add_argument_group(f"{section} ({'overrides' if given_only else 'config'})")
         for name in names:
             hint, default = hints[name], fields[name].default
-            help_text = HELP.get(name, name.replace("_", " "))
+            help_text = fields[name].metadata["help"].replace("%", "%%")
+            valid = valid_values(fields[name].metadata)
             if not given_only:
-                help_text += " (default: %(default)s)"
+                help_text += " (default: %(default)s" + (f"; valid: {valid})" if valid else ")")
             if hint is bool:
                 group.add_argument(f"--{name}", action=BooleanFlag,
                                    default=argparse.SUPPRESS if given_only else default,
@@ -161,12 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
 def flag_table() -> str:
     """The markdown table of train.py's flags (flag, default, help), as `--help` lists
     them: the README's flag table is this output (a test checks that it is current)."""
-    lines = ["| flag | default | meaning |", "|---|---|---|"]
+    fields = {field.name: field for field in dataclasses.fields(GlimpseConfig)}
+    lines = ["| flag | default | valid | meaning |", "|---|---|---|---|"]
     for action in build_parser()._actions:  # argparse keeps no public list of its actions.
         if not action.option_strings or action.dest == "help":
             continue
-        text = (action.help or "").replace(" (default: %(default)s)", "").replace("%%", "%")
-        lines.append(f"| `{action.option_strings[0]}` | {action.default} | {text} |")
+        field = fields.get(action.dest)
+        text = field.metadata["help"] if field else action.help
+        valid = valid_values(field.metadata) if field else ""
+        lines.append(f"| `{action.option_strings[0]}` | {action.default} | {valid} | {text} |")
     return "\n".join(lines)
 
 

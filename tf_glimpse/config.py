@@ -26,53 +26,97 @@ SENSOR_BACKENDS = ("matmul", "crop_and_resize", "window")
 DIGIT_SIZE = 28  # MNIST and Fashion-MNIST images are 28 x 28.
 
 
+def option(default: Any, section: str, help: str, **valid: Any) -> Any:
+    """A `GlimpseConfig` field with everything else that is said about it, in one place:
+    its `section` (the group of `train.py --help`), its `help` text and its valid values,
+    which `GlimpseConfig.validate` checks and the flag table shows.
+
+    `valid`: ``low`` / ``high`` (an integer range), ``between`` (a closed range of
+    numbers), ``above`` (a number > or, with ``or_zero``, >= the bound), ``choices``
+    (strings; ``prefix`` admits PREFIXNAME too), ``optional`` (None allowed); nothing
+    for booleans and free text.
+    """
+    return dataclasses.field(default=default, metadata={"section": section, "help": help,
+                                                        **valid})
+
+
 @dataclasses.dataclass(frozen=True)
 class GlimpseConfig:
     """Everything that defines a run: data, sensor, agent, rewards and training."""
 
     # Data and canvases.
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    img_size: int = 64
-    clutter_count: int = 4
-    clutter_size: int = 8
-    val_size: int = 5000
-    subset: int | None = None
-    # Training canvases only: move each by a random whole-pixel offset of up to this many
-    # pixels per axis (zero fill), a new offset every epoch.  0 = off.
-    augment_shift: int = 0
+    dataset: str = option(
+        "mnist", "data", "mnist, fashion_mnist or tfds:NAME (a grayscale 28x28 TFDS dataset; "
+        "needs internet)", choices=DATASETS, prefix="tfds:")
+    data_dir: str | None = option(
+        None, "data", "directory with the four IDX .gz files (default: $TF_GLIMPSE_DATA_DIR, "
+        "then data/<dataset>)")
+    img_size: int = option(64, "data", "canvas size I (28 = plain digits; larger = translated "
+                           "digit)", low=DIGIT_SIZE)
+    clutter_count: int = option(4, "data", "number of clutter pieces pasted on each canvas",
+                                low=0)
+    clutter_size: int = option(8, "data", "side of each clutter piece in pixels", low=1,
+                               high=DIGIT_SIZE)
+    val_size: int = option(5000, "data", "validation images held out from the training set",
+                           low=0, high=50000)
+    subset: int | None = option(None, "data", "train on the first N training images only "
+                                "(quick runs)", low=1, optional=True)
+    # A new offset every epoch; validation and test canvases are never shifted.
+    augment_shift: int = option(0, "data", "training canvases only: shift each by up to N "
+                                "pixels per axis, zero fill (0 = off; at most I/4)", low=0)
     # Set from the data set when training starts (MNIST and Fashion-MNIST: 10; a TFDS
     # data set: its own count) and stored in config.json: not a command-line flag.
-    num_classes: int = 10
+    num_classes: int = option(10, "derived", "classes of the data set", low=2)
 
     # Action grid and glimpse sensor.
-    patch_size: int = 8
-    stride: int = 4
+    patch_size: int = option(8, "sensor", "glimpse patch size P", low=1)
+    stride: int = option(4, "sensor", "grid stride s; must divide I - P, or equal P (tiles)")
     # Three scales (P, 2P, 4P, each area-averaged to P x P) as RAM's retina.  Measured on
     # 28x28 MNIST, 3x3 patches, 8 random glimpses, 3,000 images, 6 epochs: validation
     # accuracy 0.63 with three scales, 0.19 (after 8 epochs) with one.
-    scales: int = 3
-    steps: int = 6
-    sensor_backend: str = "matmul"
+    scales: int = option(3, "sensor", "glimpse scales k (scale j covers P*2^j pixels, "
+                         "resized to P)", low=1, high=6)
+    steps: int = option(6, "sensor", "glimpses per episode T", low=1, high=64)
+    sensor_backend: str = option(
+        "matmul", "sensor", "matmul (XLA + TFLite), window (reads only the windows; XLA + "
+        "TFLite) or crop_and_resize (reference)", choices=SENSOR_BACKENDS)
 
     # Agent.
-    encoder: str = "mlp"
-    glimpse_units: int = 128
-    location_units: int = 64
+    encoder: str = option("mlp", "agent", "glimpse encoder: mlp or cnn", choices=ENCODERS)
+    glimpse_units: int = option(128, "agent", "width of the encoder's \"what\" layer "
+                                "(the glimpse)", low=1)
+    location_units: int = option(64, "agent", "width of the encoder's \"where\" layer "
+                                 "(the location)", low=1)
     # Widths of 128 measured 5x faster than 256 on 2 CPU cores (2,500 vs 540 images/s).
-    embedding_units: int = 128
-    memory_units: int = 128
-    classifier_units: int = 128
-    attention_heads: int = 4
+    embedding_units: int = option(128, "agent", "width of the glimpse embedding e_t", low=1)
+    memory_units: int = option(128, "agent", "width of the LSTM memory", low=1)
+    classifier_units: int = option(128, "agent", "width of the classifier's GRU", low=1)
+    attention_heads: int = option(4, "agent", "heads of the classifier's causal "
+                                  "self-attention (must divide embedding_units)", low=1)
     # Measured (seed experiment 2, --epochs 2 --subset 3000, 8 pre-training epochs):
     # without the mask the greedy policy re-reads cells and validation accuracy FALLS
     # from 0.59 after pre-training to 0.52; with it, it rises to 0.75.
-    mask_visited: bool = True
+    mask_visited: bool = option(True, "agent", "forbid looking at a cell twice")
+    # A coarse view of the whole canvas sets the memory's initial state, so that even
+    # the first location depends on the image (DRAM's context network).  Measured on
+    # cluttered60 (8 epochs, entropy 0.05 -> 0.005): 12.63% test error with it,
+    # 14.56% without.
+    context: bool = option(True, "agent", "a coarse view of the whole canvas sets the "
+                           "memory's initial state")
+    # Whether the memory reads e_t with its gradient, so that REINFORCE and the memory
+    # loss also train the encoder.  Off: the encoder learns only what the classifier
+    # needs, and a feature that only tells WHERE to look next (e.g. a cue that names
+    # the informative cell) cannot be learned (measured on the cue toy of
+    # tests/test_image_dependent.py: a fixed scan, 0.26 of episodes see the cell).
+    memory_trains_encoder: bool = option(False, "agent", "let REINFORCE and the memory loss "
+                                         "train the glimpse encoder too")
 
     # Rewards and losses.
-    final_reward: float = 2.0
-    step_reward_clip: float = 0.1
-    gamma: float = 1.0
+    final_reward: float = option(2.0, "rewards", "reward R: +R for a right final prediction, "
+                                 "-R otherwise", above=0, or_zero=True)
+    step_reward_clip: float = option(0.1, "rewards", "clip of the per-step information-gain "
+                                     "reward", above=0, or_zero=True)
+    gamma: float = option(1.0, "rewards", "discount of the returns", between=(0.0, 1.0))
     # The entropy bonus falls linearly from entropy_weight to entropy_final over the
     # training budget (by steps or, with a --minutes budget, by time, whichever is
     # further): exploration first, a sharp policy at the end.  Measured on cluttered60
@@ -80,51 +124,60 @@ class GlimpseConfig:
     # distinct greedy sequences on 10,000 test canvases; 0.05 -> 0.005 gave 14.56%
     # and 964.  With the context network, 0.1 -> 0.005 beat 0.05 -> 0.005 at equal
     # time (0.878 vs 0.871 validation accuracy after about 330 s).
-    entropy_weight: float = 0.1
-    entropy_final: float = 0.005
-    reinforce_weight: float = 1.0
-    baseline_weight: float = 1.0
+    entropy_weight: float = option(0.1, "rewards", "weight of the policy-entropy bonus",
+                                   above=0, or_zero=True)
+    entropy_final: float = option(0.005, "rewards", "entropy-bonus weight at the end (linear "
+                                  "from --entropy_weight)", above=0, or_zero=True)
+    reinforce_weight: float = option(1.0, "rewards", "weight of the REINFORCE "
+                                     "(policy-gradient) loss", above=0, or_zero=True)
+    baseline_weight: float = option(1.0, "rewards", "weight of the baseline MSE loss",
+                                    above=0, or_zero=True)
     # Train the prediction after every step: the information-gain rewards need them to be
     # meaningful.
-    step_loss: bool = True
+    step_loss: bool = option(True, "rewards", "average the classification loss over all "
+                             "steps (else final step only)")
     # Weight of the memory's own classification loss: a Dense head on h_t predicts the
     # class after every step, so the memory (the policy's only input) learns what the
     # glimpses showed from the first batch on, not from REINFORCE alone.
-    memory_loss_weight: float = 1.0
-    # Whether the memory reads e_t with its gradient, so that REINFORCE and the memory
-    # loss also train the encoder.  Off: the encoder learns only what the classifier
-    # needs, and a feature that only tells WHERE to look next (e.g. a cue that names
-    # the informative cell) cannot be learned (measured on the cue toy of
-    # tests/test_image_dependent.py: a fixed scan, 0.26 of episodes see the cell).
-    memory_trains_encoder: bool = False
+    memory_loss_weight: float = option(1.0, "rewards", "weight of the memory's own per-step "
+                                       "classification loss", above=0, or_zero=True)
     # M sampled episodes per training image; with M > 1 each episode's baseline is the
     # mean return of the other M - 1 episodes of its image (leave-one-out).
-    samples_per_image: int = 1
-    # A coarse view of the whole canvas sets the memory's initial state, so that even
-    # the first location depends on the image (DRAM's context network).  Measured on
-    # cluttered60 (8 epochs, entropy 0.05 -> 0.005): 12.63% test error with it,
-    # 14.56% without.
-    context: bool = True
+    samples_per_image: int = option(1, "rewards", "sampled episodes per training image "
+                                    "(leave-one-out baseline if > 1; must divide "
+                                    "batch_size)", low=1, high=64)
 
     # Training.
-    epochs: int = 20
+    epochs: int = option(20, "training", "REINFORCE epochs (after the pre-training epochs)",
+                         low=1)
     # A wall-time budget: training stops at the first epoch end past this many minutes
     # of training (None: run all the epochs).
-    minutes: float | None = None
-    batch_size: int = 128
+    minutes: float | None = option(None, "training", "wall-time budget: stop at the first "
+                                   "epoch end past N minutes of training", above=0,
+                                   optional=True)
+    batch_size: int = option(128, "training", "episodes per training batch (the global "
+                             "batch under --strategy)", low=1)
     # 3e-3 measured better than 1e-3 on short runs (0.48 vs 0.40 validation accuracy).
-    lr: float = 3e-3
-    lr_decay: bool = True
-    grad_clip: float = 5.0
-    pretrain: bool = False
+    lr: float = option(3e-3, "training", "Adam's peak learning rate", above=0)
+    lr_decay: bool = option(True, "training", "cosine learning-rate decay to 5% (over epochs "
+                            "or the --minutes budget)")
+    grad_clip: float = option(5.0, "training", "per-variable gradient clip norm", above=0)
+    pretrain: bool = option(False, "training", "first train encoder and classifier on random "
+                            "glimpses (supervised)")
     # Supervised epochs on random glimpses are cheap; measured 0.48 / 0.69 / 0.75
     # validation accuracy after 4 / 6 / 8 of them (+2 REINFORCE epochs, 3,000 images).
-    pretrain_epochs: int = 8
-    jit_compile: bool = True
-    seed: int = 0
-    test_samples: int = 0
-    strategy: str = "default"
-    summary_images_every: int = 5
+    pretrain_epochs: int = option(8, "training", "supervised epochs on random glimpses when "
+                                  "--pretrain True", low=0)
+    jit_compile: bool = option(True, "training", "compile the train step with XLA")
+    strategy: str = option("default", "training", "tf.distribute strategy: default, mirrored "
+                           "or multi_worker", choices=STRATEGIES)
+
+    # The run.
+    seed: int = option(0, "run", "seed of data, weights and policy samples")
+    test_samples: int = option(0, "run", "also report test accuracy averaged over M sampled "
+                               "episodes", low=0)
+    summary_images_every: int = option(5, "run", "write glimpse trajectories to TensorBoard "
+                                       "every n epochs (0 = never)", low=0)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -147,64 +200,31 @@ class GlimpseConfig:
 
     # --------------------------------------------------------------- validation
     def validate(self) -> None:
-        """Raise ConfigError naming the first bad value and its valid range."""
-        _check_choice("dataset", self.dataset, DATASETS, allow_prefix="tfds:")
-        _check_choice("encoder", self.encoder, ENCODERS)
-        _check_choice("strategy", self.strategy, STRATEGIES)
-        _check_choice("sensor_backend", self.sensor_backend, SENSOR_BACKENDS)
-        _check_min("img_size", self.img_size, DIGIT_SIZE)
-        _check_min("patch_size", self.patch_size, 1)
+        """Raise ConfigError naming the first bad value and its valid range: each field's
+        own range (from its `option`), then the rules between fields."""
+        for field in dataclasses.fields(self):
+            _check_field(field.name, getattr(self, field.name), field.metadata)
         if self.patch_size > self.img_size:
             raise ConfigError(
                 f"patch_size={self.patch_size} is larger than img_size={self.img_size}; "
                 f"valid range: 1..{self.img_size}"
             )
         ActionGrid(self.img_size, self.patch_size, self.stride)  # ConfigError: a bad stride.
-        _check_min("scales", self.scales, 1, upper=6)
-        _check_min("steps", self.steps, 1, upper=64)
-        _check_min("clutter_count", self.clutter_count, 0)
-        _check_min("clutter_size", self.clutter_size, 1, upper=DIGIT_SIZE)
         if self.clutter_size > self.img_size:
             raise ConfigError(
                 f"clutter_size={self.clutter_size} is larger than img_size={self.img_size}; "
                 f"valid range: 1..{min(DIGIT_SIZE, self.img_size)}"
             )
-        _check_min("val_size", self.val_size, 0, upper=50000)
         _check_min("augment_shift", self.augment_shift, 0, upper=self.img_size // 4)
-        _check_min("num_classes", self.num_classes, 2)
-        if self.subset is not None:
-            _check_min("subset", self.subset, 1)
-        for name in ("glimpse_units", "location_units", "embedding_units", "memory_units",
-                     "classifier_units", "attention_heads"):
-            _check_min(name, getattr(self, name), 1)
         if self.embedding_units % self.attention_heads:
             raise ConfigError(
                 f"attention_heads={self.attention_heads} must divide "
                 f"embedding_units={self.embedding_units}"
             )
-        _check_min("epochs", self.epochs, 1)
-        _check_min("samples_per_image", self.samples_per_image, 1, upper=64)
         if self.batch_size % self.samples_per_image:
             raise ConfigError(
                 f"samples_per_image={self.samples_per_image} must divide "
                 f"batch_size={self.batch_size} (a batch holds batch_size episodes)")
-        if self.minutes is not None:
-            _check_positive("minutes", self.minutes)
-        _check_positive("entropy_final", self.entropy_final, allow_zero=True)
-        _check_positive("memory_loss_weight", self.memory_loss_weight, allow_zero=True)
-        _check_min("batch_size", self.batch_size, 1)
-        _check_min("pretrain_epochs", self.pretrain_epochs, 0)
-        _check_min("test_samples", self.test_samples, 0)
-        _check_min("summary_images_every", self.summary_images_every, 0)
-        _check_positive("lr", self.lr)
-        _check_positive("grad_clip", self.grad_clip)
-        _check_positive("final_reward", self.final_reward, allow_zero=True)
-        _check_positive("step_reward_clip", self.step_reward_clip, allow_zero=True)
-        _check_positive("entropy_weight", self.entropy_weight, allow_zero=True)
-        _check_positive("reinforce_weight", self.reinforce_weight, allow_zero=True)
-        _check_positive("baseline_weight", self.baseline_weight, allow_zero=True)
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"gamma={self.gamma} is out of range; valid range: 0..1")
 
     # ------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
@@ -234,28 +254,56 @@ class GlimpseConfig:
         return dataclasses.replace(self, **changes)
 
 
-# The sections of the configuration, in the order `train.py --help` shows them.
-SECTIONS = {
-    "data": ("dataset", "data_dir", "img_size", "clutter_count", "clutter_size", "val_size",
-             "subset", "augment_shift"),
-    "sensor": ("patch_size", "stride", "scales", "steps", "sensor_backend"),
-    "agent": ("encoder", "glimpse_units", "location_units", "embedding_units", "memory_units",
-              "classifier_units", "attention_heads", "mask_visited", "context",
-              "memory_trains_encoder"),
-    "rewards": ("final_reward", "step_reward_clip", "gamma", "entropy_weight", "entropy_final",
-                "reinforce_weight", "baseline_weight", "step_loss", "memory_loss_weight",
-                "samples_per_image"),
-    "training": ("epochs", "minutes", "batch_size", "lr", "lr_decay", "grad_clip", "pretrain",
-                 "pretrain_epochs", "jit_compile", "strategy"),
-    "run": ("seed", "test_samples", "summary_images_every"),
-}
+# The sections of the configuration, in the order `train.py --help` shows them, from
+# each field's `option` (the derived fields are not flags).
+SECTIONS: dict[str, tuple[str, ...]] = {}
+for _field in dataclasses.fields(GlimpseConfig):
+    if _field.metadata["section"] != "derived":
+        SECTIONS[_field.metadata["section"]] = (
+            *SECTIONS.get(_field.metadata["section"], ()), _field.name)
 
 # Fields that come from the data, not from the command line.
-DERIVED_FIELDS = ("num_classes",)
+DERIVED_FIELDS = tuple(field.name for field in dataclasses.fields(GlimpseConfig)
+                       if field.metadata["section"] == "derived")
+
+# The checkpoint folders of a run directory: every epoch's, the best by validation
+# accuracy, and the end of supervised pre-training.
+CHECKPOINT_KINDS = ("best", "checkpoints", "pretrained")
 
 # Fields that may differ between a run and its `--resume` without changing the model.
 RESUMABLE_FIELDS = frozenset({"epochs", "minutes", "data_dir", "jit_compile", "strategy",
                               "test_samples", "summary_images_every"})
+
+
+def valid_values(metadata) -> str:
+    """The valid values of a field, as its `option` states them ("" when not stated)."""
+    if "choices" in metadata:
+        extra = f", {metadata['prefix']}NAME" if "prefix" in metadata else ""
+        return ", ".join(metadata["choices"]) + extra
+    if "low" in metadata:
+        return (f"{metadata['low']}..{metadata['high']}" if "high" in metadata
+                else f">= {metadata['low']}")
+    if "between" in metadata:
+        return "{:g}..{:g}".format(*metadata["between"])
+    if "above" in metadata:
+        return f"{'>=' if metadata.get('or_zero') else '>'} {metadata['above']}"
+    return ""
+
+
+def _check_field(name: str, value: Any, metadata) -> None:
+    """ConfigError when `value` is outside the valid values `metadata` states."""
+    if value is None and metadata.get("optional"):
+        return
+    if "choices" in metadata:
+        _check_choice(name, value, metadata["choices"], metadata.get("prefix", ""))
+    elif "low" in metadata:
+        _check_min(name, value, metadata["low"], metadata.get("high"))
+    elif "between" in metadata:
+        low, high = metadata["between"]
+        if not low <= value <= high:  # NaN fails too.
+            raise ConfigError(f"{name}={value} is out of range; valid range: {low:g}..{high:g}")
+    elif "above" in metadata:
+        _check_positive(name, value, allow_zero=metadata.get("or_zero", False))
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...], allow_prefix: str = "") -> None:

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tf_glimpse.config import CHECKPOINT_KINDS
 from tf_glimpse.grid import ActionGrid
 from tf_glimpse.report_plots import plot_per_step, plot_position_heatmaps, pyplot
 
@@ -299,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None,
                         help="use only the first N test canvases (faster)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled/random policies")
-    parser.add_argument("--checkpoint", default="best", choices=("best", "checkpoints"),
+    # Not "pretrained": that checkpoint is the judge of random glimpses, not a learned policy.
+    parser.add_argument("--checkpoint", default="best",
+                        choices=[kind for kind in CHECKPOINT_KINDS if kind != "pretrained"],
                         help="which trained checkpoint judges and plays the learned policy")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser

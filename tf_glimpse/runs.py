@@ -17,9 +17,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from tf_glimpse.agent import GlimpseAgent
-from tf_glimpse.config import RESUMABLE_FIELDS, ConfigError, GlimpseConfig
-
-CHECKPOINT_KINDS = ("best", "checkpoints", "pretrained")
+from tf_glimpse.config import CHECKPOINT_KINDS, RESUMABLE_FIELDS, ConfigError, GlimpseConfig
 
 
 class RunError(RuntimeError):

@@ -39,6 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_glimpse.config import SENSOR_BACKENDS
 from tf_glimpse.grid import ActionGrid
 
 
@@ -73,7 +74,6 @@ def window_weights(grid: ActionGrid, scale: int) -> tuple[np.ndarray, int]:
     return weights.mean(axis=1).astype(np.float32), first
 
 
-BACKENDS = ("matmul", "crop_and_resize", "window")
 
 
 def patch_top_left(grid: ActionGrid, actions: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -93,8 +93,8 @@ class GlimpseSensor(keras.layers.Layer):
     def __init__(self, img_size: int, patch_size: int, stride: int, scales: int = 1,
                  backend: str = "matmul", **kwargs):
         super().__init__(**kwargs)
-        if backend not in BACKENDS:
-            raise ValueError(f"backend={backend!r}; valid values: {', '.join(BACKENDS)}")
+        if backend not in SENSOR_BACKENDS:
+            raise ValueError(f"backend={backend!r}; valid values: {', '.join(SENSOR_BACKENDS)}")
         self.grid = ActionGrid(img_size, patch_size, stride)
         self.scales = scales
         self.backend = backend

@@ -39,17 +39,17 @@ import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from tf_glimpse.data.idx import DataError, data_error, parse_idx, read_bytes
-from tf_glimpse.data.sources import (DATA_DIR_ENV, FILE_NAMES, IDX_DATASETS, PROJECT_ROOT,
-                                     SYSTEM_DIRS, find_file, identify)
+from tf_glimpse.data.idx import (
+    IMAGES_MAGIC,
+    LABELS_MAGIC,
+    DataError,
+    data_error,
+    parse_idx,
+    read_bytes,
+)
+from tf_glimpse.data.sources import (DATA_DIR_ENV, FILE_NAMES, IDX_DATASETS, MNIST_MD5,
+                                     PROJECT_ROOT, SYSTEM_DIRS, find_file, identify)
 
-# MD5 of the decompressed files, as published by many MNIST loaders.
-MNIST_MD5 = {
-    "train_images": "6bbc9ace898e44ae57da46a324031adb",
-    "train_labels": "a25bea736e30d166cdddb491f175f624",
-    "test_images": "2646ac647ad5339dbf082846283269ea",
-    "test_labels": "27ae3e4e09519cfbb04c329615203637",
-}
 EXPECTED_MD5: dict[str, Mapping[str, str]] = {"mnist": MNIST_MD5, "fashion_mnist": {}}
 EXPECTED_COUNTS = {"train": 60000, "test": 10000}
 
@@ -74,7 +74,7 @@ def verify_content(role: str, content: bytes, name: str | Path, dataset: str,
             raise data_error(name, f"MD5 of the decompressed content is {digest}, expected "
                                    f"{expected_md5[role]}", dataset)
     split, kind = role.split("_")
-    array = parse_idx(content, name, dataset, 2051 if kind == "images" else 2049)
+    array = parse_idx(content, name, dataset, IMAGES_MAGIC if kind == "images" else LABELS_MAGIC)
     shape = (EXPECTED_COUNTS[split], 28, 28) if kind == "images" else (EXPECTED_COUNTS[split],)
     if not expected_md5 and array.shape != shape:  # an MD5 match already implies the shape
         raise data_error(name, f"shape {array.shape}, expected {shape}", dataset)

@@ -40,10 +40,19 @@ FILE_NAMES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 
+# MD5 of MNIST's decompressed files, as published by many MNIST loaders (fetch verifies
+# every file against them).
+MNIST_MD5 = {
+    "train_images": "6bbc9ace898e44ae57da46a324031adb",
+    "train_labels": "a25bea736e30d166cdddb491f175f624",
+    "test_images": "2646ac647ad5339dbf082846283269ea",
+    "test_labels": "27ae3e4e09519cfbb04c329615203637",
+}
+
 # MD5 of the decompressed training labels: tells MNIST and Fashion-MNIST apart when a
 # directory is given for one of them (the file names are the same for both).
 _TRAIN_LABELS_MD5 = {
-    "a25bea736e30d166cdddb491f175f624": "mnist",
+    MNIST_MD5["train_labels"]: "mnist",
     "9018921c3c673c538a1fc5bad174d6f9": "fashion_mnist",
 }
 
