@@ -542,3 +542,18 @@ def test_digit_boxes_are_cached_only_for_read_only_arrays() -> None:
     other[:, 0, 0] = 255
     other.setflags(write=False)
     np.testing.assert_array_equal(_cached_digit_boxes(other), digit_boxes(other))
+
+
+def test_data_root_is_the_checkout_s_data_or_the_user_cache_never_site_packages(tmp_path,
+                                                                              monkeypatch):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "pyproject.toml").write_text("[project]\n")
+    assert sources.data_root(checkout) == checkout / "data"
+    installed = tmp_path / "site-packages"  # An installed package: no pyproject.toml.
+    installed.mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert sources.data_root(installed) == tmp_path / "cache" / "tf_glimpse"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert sources.data_root(installed) == Path.home() / ".cache" / "tf_glimpse"
+    assert sources.data_root() == sources.PROJECT_ROOT / "data"  # This checkout.

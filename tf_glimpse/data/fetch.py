@@ -1,4 +1,5 @@
-"""Put a data set's four IDX files into the project's git-ignored data/<dataset>/.
+"""Put a data set's four IDX files into the checkout's git-ignored data/<dataset>/ (in an
+installed package: the user cache directory, `sources.data_root`).
 
     python -m tf_glimpse.data.fetch mnist [--out DIR] [--from DIR]
     python -m tf_glimpse.data.fetch fashion_mnist [--out DIR] [--from DIR]
@@ -48,7 +49,7 @@ from tf_glimpse.data.idx import (
     read_bytes,
 )
 from tf_glimpse.data.sources import (DATA_DIR_ENV, FILE_NAMES, IDX_DATASETS, MNIST_MD5,
-                                     PROJECT_ROOT, SYSTEM_DIRS, find_file, identify)
+                                     SYSTEM_DIRS, data_root, find_file, identify)
 
 EXPECTED_MD5: dict[str, Mapping[str, str]] = {"mnist": MNIST_MD5, "fashion_mnist": {}}
 EXPECTED_COUNTS = {"train": 60000, "test": 10000}
@@ -229,11 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", choices=IDX_DATASETS)
     parser.add_argument("--out", type=Path, default=None,
-                        help="target directory (default: <project>/data/<dataset>)")
+                        help="target directory (default: data/<dataset> in a source checkout, "
+                             "else ~/.cache/tf_glimpse/<dataset>)")
     parser.add_argument("--from", dest="from_dir", type=Path, default=None,
                         help=f"copy verified files from this directory (default: ${DATA_DIR_ENV})")
     args = parser.parse_args(argv)
-    out_dir = args.out or PROJECT_ROOT / "data" / args.dataset
+    out_dir = args.out or data_root() / args.dataset
     from_dir = args.from_dir
     env_dir = os.environ.get(DATA_DIR_ENV)
     if env_dir and args.out is None and from_dir is None:

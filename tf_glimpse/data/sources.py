@@ -32,6 +32,20 @@ TFDS_PREFIX = "tfds:"
 SYSTEM_DIRS = {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the parent of the tf_glimpse package
 
+
+def data_root(project_root: Path = PROJECT_ROOT) -> Path:
+    """Where `fetch` writes a data set and the loaders look after $TF_GLIMPSE_DATA_DIR.
+
+    In a source checkout (pyproject.toml beside the package; `setup.sh` installs it
+    editable) that is the checkout's git-ignored data/.  In an installed package it is
+    the user's cache directory ($XDG_CACHE_HOME, else ~/.cache)/tf_glimpse, never a
+    folder inside site-packages.
+    """
+    if (project_root / "pyproject.toml").is_file():
+        return project_root / "data"
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "tf_glimpse"
+
 # The four files of a data set, by role; each may be stored as NAME.gz or as NAME.
 FILE_NAMES = {
     "train_images": "train-images-idx3-ubyte",
@@ -110,7 +124,7 @@ def resolve_data_dir(dataset: str, data_dir: str | None) -> Path:
     """The directory holding the four IDX files of `dataset`.
 
     Searched in order: the explicit `data_dir`, the environment variable
-    TF_GLIMPSE_DATA_DIR, the project's `data/<dataset>/`, and for fashion_mnist the
+    TF_GLIMPSE_DATA_DIR, `data_root()/<dataset>/` (the checkout's data/), and for fashion_mnist the
     Debian package's /usr/share/datasets/fashion-mnist.  `data_dir` and the
     environment variable may name the data set's directory itself or a parent
     holding `<dataset>/`.  An explicit `data_dir` must hold the files; the
@@ -127,7 +141,7 @@ def resolve_data_dir(dataset: str, data_dir: str | None) -> Path:
     candidates: list[Path] = []
     if env_dir:
         candidates += [Path(env_dir).expanduser() / dataset, Path(env_dir).expanduser()]
-    candidates.append(PROJECT_ROOT / "data" / dataset)
+    candidates.append(data_root() / dataset)
     if dataset in SYSTEM_DIRS:
         candidates.append(SYSTEM_DIRS[dataset])
     for directory in candidates:
