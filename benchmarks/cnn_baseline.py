@@ -103,7 +103,7 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
 
     from tf_glimpse.data.canvas import split_dataset
     from tf_glimpse.evaluation import FULL_IMAGE, episode_function, evaluate
-    from tf_glimpse.runs import load_history, write_json
+    from tf_glimpse.runs import EpochCheckpoints, load_history, write_json
 
     directory = Path(directory)
     history_path = directory / "history.json"
@@ -123,12 +123,11 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
     best_val = tf.Variable(-1.0, dtype=tf.float32, trainable=False)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch,
                                      best_val=best_val)
-    manager = tf.train.CheckpointManager(checkpoint, directory / "checkpoints", max_to_keep=2)
-    best_manager = tf.train.CheckpointManager(checkpoint, directory / "best", max_to_keep=1)
+    # The agent's checkpoint folders and save order (no pre-training: no pretrained/).
+    checkpoints = EpochCheckpoints(checkpoint, directory, kinds=("best", "checkpoints"), keep=2)
     history: dict[str, Any] = {"val_history": [], "train_seconds": 0.0}
-    if resume and manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        history = load_history(directory, int(epoch.numpy()))
+    if resume and checkpoints.resume(directory):
+        history.update(load_history(directory, int(epoch.numpy())))
 
     episode = episode_function(model)  # Traced once, for every evaluation below.
 
@@ -147,14 +146,13 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
         history["train_seconds"] += elapsed
         val = accuracy("val")
         epoch.assign(e + 1)
-        manager.save(checkpoint_number=e + 1)
-        if val > float(best_val.numpy()):
+        improved = val > float(best_val.numpy())
+        if improved:
             best_val.assign(val)
-            best_manager.save(checkpoint_number=e + 1)
         history["val_history"].append({"epoch": e + 1, "val_accuracy": val,
                                        "train_accuracy": float(fit.history["accuracy"][-1]),
                                        "wall_s": history["train_seconds"]})
-        write_json(history_path, history)
+        checkpoints.commit(e + 1, history, history_path, improved)
         if verbose:
             print(f"CNN epoch {e + 1}{'' if seconds else f'/{epochs}'}: train accuracy "
                   f"{fit.history['accuracy'][-1]:.4f}  val accuracy {val:.4f}  "
@@ -162,8 +160,8 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
                   f"images/s)", flush=True)
     trained = int(epoch.numpy())
     best = max(history["val_history"], key=lambda h: h["val_accuracy"])  # first best wins
-    if best_manager.latest_checkpoint:
-        checkpoint.restore(best_manager.latest_checkpoint)
+    if checkpoints.latest("best"):
+        checkpoint.restore(checkpoints.latest("best"))
     val, test = accuracy("val"), accuracy("test")
     layers = cnn_layers(config.img_size, config.num_classes)
     metrics = {

@@ -371,3 +371,25 @@ def test_a_missing_package_is_named_with_how_to_install_it_and_nothing_is_writte
     assert len(lines) == 1 and "needs the package matplotlib" in lines[0]
     assert "pip install" in lines[0] and "Traceback" not in result.stderr
     assert sorted(p.name for p in run.iterdir()) == before  # No report/, no gifs/.
+
+
+def test_an_epoch_is_committed_last_after_history_best_and_pretrained(tmp_path, monkeypatch):
+    # The order that makes a kill at any point resumable: history.json, best/,
+    # pretrained/, and only then checkpoints/ (whose state file commits the epoch).
+    from tf_glimpse import runs
+
+    variable = tf.Variable(1.0)
+    checkpoints = runs.EpochCheckpoints(tf.train.Checkpoint(v=variable), tmp_path)
+    order = []
+    monkeypatch.setattr(runs, "write_json", lambda path, payload: order.append(path.name))
+    for kind, manager in checkpoints.managers.items():
+        save = manager.save
+        monkeypatch.setattr(manager, "save", lambda save=save, kind=kind, **kw: (
+            order.append(kind), save(**kw))[1])
+    checkpoints.commit(1, {"val_history": []}, tmp_path / "history.json", improved=True,
+                       pretrained=True)
+    assert order == ["history.json", "best", "pretrained", "checkpoints"]
+    assert checkpoints.latest().endswith("ckpt-1") and checkpoints.latest("best")
+    order.clear()
+    checkpoints.commit(2, {}, None, improved=False)  # A worker that is not the chief.
+    assert order == ["checkpoints"]

@@ -2,8 +2,9 @@
 
 Writing (the chief worker): ``config.json`` (checked against the saved one on
 ``--resume``), ``history.json`` (one line per finished epoch), ``metrics.json``,
-all written atomically (`write_json`).  Resuming: `restore_last_good` skips
-damaged checkpoints, `load_history` trims the history to the restored epoch.
+all written atomically (`write_json`).  Saving an epoch: `EpochCheckpoints`.  Resuming:
+`restore_last_good` skips damaged checkpoints, `load_history` trims the history to the
+restored epoch.
 Reading back: `load_config`, `latest_checkpoint`, `load_agent`.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -104,6 +106,50 @@ def restore_last_good(checkpoint: tf.train.Checkpoint, directory: str | Path) ->
             print(f"warning: checkpoint {path} does not load ({reason}); "
                   f"trying an older one", file=sys.stderr)
     raise TrainingError(f"no checkpoint in {directory} loads (tried {', '.join(candidates)})")
+
+
+class EpochCheckpoints:
+    """A run's checkpoint folders (`CHECKPOINT_KINDS`), and the order an epoch is saved in.
+
+    `commit` writes ``history.json`` (atomically), then ``best/`` when the epoch
+    improved, ``pretrained/`` at the end of pre-training, and last ``checkpoints/``,
+    whose state file commits the epoch: a kill before it resumes from the epoch before,
+    which is then recomputed bitwise.  The agent's `Trainer` and the CNN baseline both
+    save through it.
+    """
+
+    def __init__(self, checkpoint: tf.train.Checkpoint, directory: Path,
+                 kinds: tuple[str, ...] = CHECKPOINT_KINDS, keep: int = 3):
+        self.checkpoint = checkpoint
+        self.managers = {kind: tf.train.CheckpointManager(
+            checkpoint, directory / kind, max_to_keep=keep if kind == "checkpoints" else 1)
+            for kind in kinds}
+
+    def latest(self, kind: str = "checkpoints") -> str | None:
+        """The newest checkpoint of `kind`, or None."""
+        return self.managers[kind].latest_checkpoint
+
+    def resume(self, run_dir: Path, clean: bool = True) -> str | None:
+        """Restore the newest loadable epoch of `run_dir/checkpoints`; with `clean`, delete
+        the temporary directories of saves that a kill cut short."""
+        restored = restore_last_good(self.checkpoint, run_dir / "checkpoints")
+        if clean:
+            for manager in self.managers.values():
+                for orphan in Path(manager.directory).glob("ckpt-*_temp"):
+                    shutil.rmtree(orphan, ignore_errors=True)
+        return restored
+
+    def commit(self, epoch: int, history: dict, history_path: Path | None, improved: bool,
+               pretrained: bool = False) -> None:
+        """Save finished epoch `epoch` (1-based); `history_path` None: write no history
+        (a worker that is not the chief)."""
+        if history_path is not None:
+            write_json(history_path, history)
+        if improved:
+            self.managers["best"].save(checkpoint_number=epoch)
+        if pretrained:
+            self.managers["pretrained"].save(checkpoint_number=epoch)
+        self.managers["checkpoints"].save(checkpoint_number=epoch)
 
 
 def prepare_run_dir(logdir: Path, config: GlimpseConfig, resume: bool, splits=None) -> None:

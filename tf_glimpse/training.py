@@ -37,10 +37,10 @@ from tf_glimpse.data.sources import Splits, load_splits
 from tf_glimpse.evaluation import episode_function, evaluate
 from tf_glimpse.progress import progress_bar
 from tf_glimpse.runs import (
+    EpochCheckpoints,
     TrainingError,
     load_history,
     prepare_run_dir,
-    restore_last_good,
     write_json,
 )
 from tf_glimpse.schedules import BudgetCosineDecay, BudgetProgress, entropy_weight
@@ -97,20 +97,11 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                               epoch=self.epoch, best_val=self.best_val,
                                               rng=self.rng)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir / "checkpoints",
-                                                  max_to_keep=3)
-        self.best_manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir / "best",
-                                                       max_to_keep=1)
-        # The classifier trained on random glimpses: the fair judge of a random policy.
-        self.pretrained_manager = tf.train.CheckpointManager(
-            self.checkpoint, self.write_dir / "pretrained", max_to_keep=1)
-        # Every worker resumes from the chief's checkpoints.
-        if resume:
-            restore_last_good(self.checkpoint, self.logdir / "checkpoints")
-            if self.is_chief:  # The temporary directories of saves cut short by a kill.
-                for manager in (self.manager, self.best_manager, self.pretrained_manager):
-                    for orphan in Path(manager.directory).glob("ckpt-*_temp"):
-                        shutil.rmtree(orphan, ignore_errors=True)
+        # Every epoch, the best by validation accuracy, and the classifier trained on
+        # random glimpses (pretrained/: the fair judge of a random policy).
+        self.checkpoints = EpochCheckpoints(self.checkpoint, self.write_dir)
+        if resume:  # Every worker resumes from the chief's checkpoints.
+            self.checkpoints.resume(self.logdir, clean=self.is_chief)
         self.writer = tf.summary.create_file_writer(str(self.logdir)) if self.is_chief else (
             tf.summary.create_noop_writer())
         self.step = TrainStep(self.model, self.optimizer, config, self.strategy,
@@ -204,7 +195,7 @@ class Trainer:
 
     def _kept_checkpoint(self) -> str:
         """The end of a non-finite error message: which checkpoint the run can resume from."""
-        latest = self.manager.latest_checkpoint
+        latest = self.checkpoints.latest()
         if latest is None:
             return "stopped before any checkpoint was written"
         return f"stopped without saving this epoch; the last good checkpoint is {latest}"
@@ -247,33 +238,17 @@ class Trainer:
             if improved:
                 self.best_val.assign(val["accuracy"])
             if self.is_chief:
-                summaries.log_epoch(
-                    self.writer, epoch + 1, train, val, policy,
-                    images_per_s=self.steps_per_epoch * self.images_per_batch / elapsed,
-                    learning_rate=float(self.optimizer.learning_rate),
-                    entropy_weight=float(self.entropy_weight()))
-                every = self.config.summary_images_every
-                if every and ((epoch + 1) % every == 0 or epoch + 1 == self.total_epochs):
-                    batch = next(iter(split_dataset(self.splits, self.config, "val")))
-                    summaries.log_glimpses(self.writer, epoch + 1, self.model, batch,
-                                           self.config.scales)
-            # The epoch's checkpoint is written last: it commits the epoch.  A kill before
-            # it resumes from the previous epoch, which trims history.json to that epoch
-            # and writes best/ and pretrained/ again (a resumed epoch is bitwise the same).
+                self._log_epoch(epoch, train, val, policy, elapsed)
             history.setdefault("val_history", []).append(
                 {"epoch": epoch + 1, "phase": "pretrain" if supervised_only else "reinforce",
                  "val_accuracy": val["accuracy"], "train_accuracy": train["accuracy"],
                  "wall_s": train_seconds})
             history["train_seconds"] = train_seconds
-            if self.is_chief:
-                write_json(self.logdir / "history.json", history)
             # Every worker saves (see `write_dir`); every worker's `improved` is the same,
             # since the workers hold the same weights and evaluate the same canvases.
-            if improved:
-                self.best_manager.save(checkpoint_number=epoch + 1)
-            if epoch + 1 == pretrain:
-                self.pretrained_manager.save(checkpoint_number=epoch + 1)
-            self.manager.save(checkpoint_number=epoch + 1)
+            self.checkpoints.commit(epoch + 1, history,
+                                    self.logdir / "history.json" if self.is_chief else None,
+                                    improved, pretrained=epoch + 1 == pretrain)
             if self.verbose:
                 print(f"  val accuracy ({policy} policy): "
                       f"{val['accuracy']:.4f}  hit rate {val['hit_rate']:.3f}  "
@@ -281,10 +256,24 @@ class Trainer:
                       f"({elapsed:.1f} s)")
         return self.finish(history)
 
+    def _log_epoch(self, epoch: int, train: dict, val: dict, policy: str,
+                   elapsed: float) -> None:
+        """TensorBoard: the epoch's scalars, and every `summary_images_every` epochs (and
+        at the last) the glimpse trajectories of a validation batch."""
+        summaries.log_epoch(self.writer, epoch + 1, train, val, policy,
+                            images_per_s=self.steps_per_epoch * self.images_per_batch / elapsed,
+                            learning_rate=float(self.optimizer.learning_rate),
+                            entropy_weight=float(self.entropy_weight()))
+        every = self.config.summary_images_every
+        if every and ((epoch + 1) % every == 0 or epoch + 1 == self.total_epochs):
+            batch = next(iter(split_dataset(self.splits, self.config, "val")))
+            summaries.log_glimpses(self.writer, epoch + 1, self.model, batch,
+                                   self.config.scales)
+
     @property
     def saved_epochs(self) -> int:
         """Epochs committed by a checkpoint: what `--resume` continues from."""
-        latest = self.manager.latest_checkpoint  # ".../ckpt-E", E = epochs done.
+        latest = self.checkpoints.latest()  # ".../ckpt-E", E = epochs done.
         return int(latest.rsplit("-", 1)[1]) if latest else 0
 
     def budget_spent(self, train_seconds: float, epoch: int) -> bool:
@@ -300,8 +289,8 @@ class Trainer:
     def finish(self, history: dict) -> dict:
         """Restore the best checkpoint, evaluate val and test once, write `metrics.json`."""
         epochs = int(self.epoch.numpy())  # Before the best checkpoint's epoch replaces it.
-        if self.best_manager.latest_checkpoint:
-            self.checkpoint.restore(self.best_manager.latest_checkpoint)
+        if self.checkpoints.latest("best"):
+            self.checkpoint.restore(self.checkpoints.latest("best"))
         val = self.evaluate("val")
         test = self.evaluate("test")
         metrics = {
@@ -314,7 +303,7 @@ class Trainer:
             "epochs": epochs, "train_seconds": history.get("train_seconds", 0.0),
             "images_per_s": (epochs * self.steps_per_epoch * self.images_per_batch
                              / max(history.get("train_seconds", 0.0), 1e-9)),
-            "best_checkpoint": self.best_manager.latest_checkpoint,
+            "best_checkpoint": self.checkpoints.latest("best"),
             "val_history": history.get("val_history", []),
         }
         if self.config.test_samples:
