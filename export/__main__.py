@@ -24,7 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m export",
         description="Export a train.py run to a SavedModel and TFLite models (builtin ops only).")
-    parser.add_argument("run_dir", help="run directory written by train.py (--logdir)")
+    parser.add_argument("run_dir", help="run directory written by train.py (--logdir), or a "
+                        ".keras file of the agent (RUN/agent.keras)")
     parser.add_argument("--out", required=True, help="output directory (must not exist)")
     parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none",
                         help="also write quantized TFLite models: dynamic (int8 weights) or "
@@ -53,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the export; returns the exit code."""
     args = parse_args(argv)
-    if not os.path.isdir(args.run_dir):
+    if not (os.path.isdir(args.run_dir) or args.run_dir.endswith(".keras")):
         print(f"error: run directory {args.run_dir} not found", file=sys.stderr)
         return 2
     if os.path.exists(args.out) and not args.overwrite:

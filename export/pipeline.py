@@ -58,6 +58,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, quantize: str = "none",
                log: Callable[[str], None] = print, max_accuracy_drop: float = 0.01) -> dict:
     """Export the trained agent of `run_dir` to `out_dir`; returns the export_info dict.
 
+    `run_dir` is a train.py run directory (its `kind` checkpoint), or a `.keras` file
+    (a run's agent.keras, or any saved `GlimpseAgent`).
+
     A quantized model that loses more than `max_accuracy_drop` (a fraction: 0.01 is
     one point) of the float model's accuracy on the scored validation canvases fails
     the export with ExportError.
@@ -75,10 +78,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path, quantize: str = "none",
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
 
-    from tf_glimpse.runs import latest_checkpoint, load_agent
+    from tf_glimpse.runs import latest_checkpoint, load_agent, load_keras_agent
 
-    config, agent = load_agent(run_dir, kind)  # RunError before anything is written.
-    checkpoint = latest_checkpoint(run_dir, kind)
+    if Path(run_dir).suffix == ".keras":  # The data check reads the run beside it, if any.
+        (config, agent), checkpoint = load_keras_agent(run_dir), Path(run_dir)
+        run_dir = Path(run_dir).parent
+    else:
+        config, agent = load_agent(run_dir, kind)  # RunError before anything is written.
+        checkpoint = latest_checkpoint(run_dir, kind)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:

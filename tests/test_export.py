@@ -25,7 +25,7 @@ from export.pipeline import FULL_MODEL, INFO_FILE, SAVED_MODEL, STEP_MODEL
 from export.saved_model import compare
 from tf_glimpse.config import GlimpseConfig
 from tf_glimpse.data import load_splits
-from tf_glimpse.runs import load_agent
+from tf_glimpse.runs import RunError, load_agent
 from tf_glimpse.sensor import GlimpseSensor
 from tf_glimpse.training import Trainer
 
@@ -327,3 +327,32 @@ def test_quantized_export_that_loses_too_much_accuracy_fails_and_writes_nothing(
         export_run(run_dir, out, quantize="int8", verify_count=8, eval_count=200,
                    calibration_count=50, log=lambda message: None, max_accuracy_drop=-1.0)
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_run_saves_its_agent_in_keras_format_which_loads_and_exports(run_dir, canvases,
+                                                                       tmp_path):
+    # RUN/agent.keras: the best agent in Keras' own format (the layers are registered as
+    # serializable, package "tf_glimpse"); it gives load_agent's outputs, in a fresh
+    # process too, and the export starts from it as from the run directory.
+    from tf_glimpse.runs import load_keras_agent
+
+    images = tf.constant(canvases[0][:8].astype(np.float32) / 255.0)
+    _, from_run = load_agent(run_dir)
+    keras_file = run_dir / "agent.keras"
+    config, from_file = load_keras_agent(keras_file)
+    assert config == load_agent(run_dir)[0]
+    expected = from_run(images, mode="greedy")
+    for loaded in (from_file, keras.models.load_model(keras_file)):
+        actual = loaded(images, mode="greedy")
+        np.testing.assert_array_equal(actual["actions"], expected["actions"])
+        np.testing.assert_allclose(actual["step_logits"], expected["step_logits"], atol=1e-6)
+    script = (f"import keras, tf_glimpse; m = keras.models.load_model({str(keras_file)!r}); "
+              f"print(type(m).__name__)")
+    fresh = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           timeout=300, cwd=tmp_path)
+    assert fresh.returncode == 0 and fresh.stdout.strip() == "GlimpseAgent", fresh.stderr[-2000:]
+    info = export_run(keras_file, tmp_path / "out", verify_count=16, log=lambda message: None)
+    assert info["checkpoint"] == str(keras_file) and (tmp_path / "out" / FULL_MODEL).exists()
+    with pytest.raises(RunError, match="does not load as a Keras model"):
+        (tmp_path / "bad.keras").write_text("not a zip")
+        load_keras_agent(tmp_path / "bad.keras")

@@ -11,8 +11,10 @@ The Python API, in the order of a run (see the README's "Python API"):
     report = build_report("runs/demo")
     info = export_run("runs/demo", "exports/demo")
 
-Importing the package is cheap (no TensorFlow): `Trainer`, `load_agent` and
-`build_report` import it on first use.  The submodules:
+Importing the package is cheap (no TensorFlow) unless Keras is loaded already: `Trainer`,
+`load_agent` and `build_report` import it on first use.  A run's best agent is also
+saved in Keras' own format: `import keras, tf_glimpse;
+keras.models.load_model("RUN/agent.keras")`.  The submodules:
 
 * `tf_glimpse.config`   - `GlimpseConfig`, the one configuration of a run
 * `tf_glimpse.grid`     - the action grid (action id <-> patch centre)
@@ -26,18 +28,29 @@ Importing the package is cheap (no TensorFlow): `Trainer`, `load_agent` and
 * `tf_glimpse.report`   - the policy report (`python -m tf_glimpse.report RUN`)
 """
 
+import sys
+
 from tf_glimpse.config import ConfigError, GlimpseConfig
 
-__all__ = ["ConfigError", "GlimpseConfig", "Trainer", "load_agent", "build_report"]
+__all__ = ["ConfigError", "GlimpseConfig", "GlimpseAgent", "Trainer", "load_agent",
+           "load_keras_agent", "build_report"]
 __version__ = "0.1.0"
 
 _LAZY = {"Trainer": "tf_glimpse.training", "load_agent": "tf_glimpse.runs",
-         "build_report": "tf_glimpse.report"}
+         "load_keras_agent": "tf_glimpse.runs", "build_report": "tf_glimpse.report",
+         "GlimpseAgent": "tf_glimpse.agent"}
+
+if "keras" in sys.modules:
+    # Keras, and with it TensorFlow, is loaded already: register the agent's layers
+    # (keras.saving.register_keras_serializable, package "tf_glimpse") now, so that
+    # `import keras, tf_glimpse; keras.models.load_model("RUN/agent.keras")` works.
+    # Without Keras loaded, `import tf_glimpse.agent` (or any use of the API) does it.
+    import tf_glimpse.agent  # noqa: F401
 
 
 def __getattr__(name: str):
-    """`Trainer`, `load_agent` and `build_report`, imported (with TensorFlow, quietly, see
-    `tf_glimpse.quiet`) on first use."""
+    """`Trainer`, `load_agent`, `build_report`, ..., imported (with TensorFlow, quietly,
+    see `tf_glimpse.quiet`) on first use."""
     if name in _LAZY:
         import importlib
 

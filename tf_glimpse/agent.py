@@ -44,6 +44,7 @@ from tf_glimpse.modules import (
 from tf_glimpse.sensor import GlimpseSensor
 
 
+@keras.saving.register_keras_serializable(package="tf_glimpse")
 class GlimpseAgent(keras.Model):
     """Images [B, I, I, 1] (float in [0, 1]) -> a dict describing one episode.
 

@@ -25,6 +25,7 @@ POLICY_MODES = ("sample", "greedy", "random", "given")
 _MASKED = -1e9  # The distribution's logit of a visited cell: probability 0.
 
 
+@keras.saving.register_keras_serializable(package="tf_glimpse")
 class GlimpseEncoder(keras.layers.Layer):
     """Glimpses [B, k, P, P] and locations [B, 2] (x, y in [0, 1]) -> embeddings [B, D].
 
@@ -81,6 +82,7 @@ class GlimpseEncoder(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="tf_glimpse")
 class StepClassifier(keras.layers.Layer):
     """Embeddings [B, T, D] -> class logits after every step [B, T, C].
 
@@ -140,6 +142,7 @@ class StepClassifier(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="tf_glimpse")
 class ContextNetwork(keras.layers.Layer):
     """Images [B, I, I, 1] -> the memory's initial state [h, c], each [B, M].
 
@@ -170,6 +173,7 @@ class ContextNetwork(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="tf_glimpse")
 class LocationPolicy(keras.layers.Layer):
     """Memory h_{t-1} [B, M] -> a `tfp.distributions.Categorical` over the A grid cells, and a cell.
 

@@ -5,7 +5,8 @@ Writing (the chief worker): ``config.json`` (checked against the saved one on
 all written atomically (`write_json`).  Saving an epoch: `EpochCheckpoints`.  Resuming:
 `restore_last_good` skips damaged checkpoints, `load_history` trims the history to the
 restored epoch.
-Reading back: `load_config`, `latest_checkpoint`, `load_agent`.
+Reading back: `load_config`, `latest_checkpoint`, `load_agent`, `load_keras_agent`
+(``agent.keras``, the best agent in Keras' own format).
 """
 
 from __future__ import annotations
@@ -69,6 +70,27 @@ def load_agent(run_dir: str | Path, kind: str = "best") -> tuple[GlimpseConfig, 
 # ------------------------------------------------------------------ writing
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, incompatible resume, ...)."""
+
+
+KERAS_FILE = "agent.keras"  # The best agent in Keras' own format, written at a run's end.
+
+
+def load_keras_agent(path: str | Path) -> tuple[GlimpseConfig, GlimpseAgent]:
+    """The agent of a `.keras` file (a run's agent.keras, or any `agent.save(...)`) and its
+    `GlimpseConfig`; RunError naming the file when it is not a saved glimpse agent."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path} not found")
+    try:
+        agent = keras.models.load_model(path)
+    except Exception as error:  # noqa: BLE001 - not a zip, not Keras, a wrong class...
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise RunError(f"{path} does not load as a Keras model ({reason[:200]})") from error
+    if not isinstance(agent, GlimpseAgent):
+        raise RunError(f"{path} holds a {type(agent).__name__}, not a tf_glimpse GlimpseAgent")
+    return agent.config, agent
 
 
 def check_resumable(saved: GlimpseConfig, config: GlimpseConfig) -> None:

@@ -87,6 +87,7 @@ def patch_top_left(grid: ActionGrid, actions: tf.Tensor) -> tuple[tf.Tensor, tf.
     return corners[..., 0], corners[..., 1]
 
 
+@keras.saving.register_keras_serializable(package="tf_glimpse")
 class GlimpseSensor(keras.layers.Layer):
     """Keras layer: (images [B, I, I, 1], actions [B]) -> glimpses [B, k, P, P]."""
 

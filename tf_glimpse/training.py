@@ -37,6 +37,7 @@ from tf_glimpse.data.sources import Splits, load_splits
 from tf_glimpse.evaluation import episode_function, evaluate
 from tf_glimpse.progress import progress_bar
 from tf_glimpse.runs import (
+    KERAS_FILE,
     EpochCheckpoints,
     TrainingError,
     load_history,
@@ -310,6 +311,8 @@ class Trainer:
             sampled = self.evaluate("test", "sample", self.config.test_samples)
             metrics["test_accuracy_sampled"] = sampled["accuracy"]
         if self.is_chief:
+            # The best agent in Keras' own format: keras.models.load_model(RUN/agent.keras).
+            self.model.save(self.logdir / KERAS_FILE)
             write_json(self.logdir / "metrics.json", metrics)
             summaries.log_test(self.writer, epochs, test["accuracy"])
         else:
