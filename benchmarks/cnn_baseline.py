@@ -101,9 +101,9 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
     import keras
     import tensorflow as tf
 
+    from tf_glimpse.analysis.evaluation import FULL_IMAGE, episode_function, evaluate
     from tf_glimpse.data.canvas import split_dataset
-    from tf_glimpse.evaluation import FULL_IMAGE, episode_function, evaluate
-    from tf_glimpse.runs import EpochCheckpoints, load_history, write_json
+    from tf_glimpse.training.runs import EpochCheckpoints, load_history, write_json
 
     directory = Path(directory)
     history_path = directory / "history.json"

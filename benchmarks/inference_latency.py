@@ -119,7 +119,7 @@ def main() -> int:
 
     run_dir = args.run_dir or info.get("run_dir")
     if run_dir and Path(run_dir).is_dir():
-        from tf_glimpse.runs import load_agent
+        from tf_glimpse.training.runs import load_agent
 
         _, agent = load_agent(run_dir)
         episode = tf.function(lambda x: agent(x, mode="greedy")["step_logits"])

@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow()
     import tensorflow as tf  # Heavy imports only after the flags are valid.
 
-    from tf_glimpse.runs import TrainingError
+    from tf_glimpse.training.runs import TrainingError
 
     started = time.perf_counter()
     splits, trainer = start_trainer(build_parser(), config, logdir, args.resume,

@@ -11,7 +11,7 @@ test error <= target).  ``None`` means there is no reference: the setting is
 reported, not compared (the two seed experiments of this project).
 
 Strides.  RAM's locations are continuous in [-1, 1]^2; ours are the N x N cells
-of a grid with stride s, N = (I - P) / s + 1 (see `tf_glimpse.grid`).  A stride
+of a grid with stride s, N = (I - P) / s + 1 (see `tf_glimpse.model.grid`).  A stride
 must divide I - P, or equal P (tiles).  We use s = 4 everywhere a divisor of
 I - P allows it: neighbouring 8- or 12-pixel patches overlap by half or more, and
 a centre RAM could choose is at most s / 2 = 2 pixels (per axis) from one of

@@ -97,8 +97,8 @@ def time_parts(config: GlimpseConfig, calls: int) -> dict[str, float]:
     import tensorflow as tf
 
     from tf_glimpse.data.canvas import split_dataset
-    from tf_glimpse.rewards import agent_losses
-    from tf_glimpse.training import Trainer
+    from tf_glimpse.training.rewards import agent_losses
+    from tf_glimpse.training.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as logdir:
         trainer = Trainer(config, logdir, verbose=0)

@@ -84,7 +84,7 @@ def time_training(config: GlimpseConfig, batches: int, repeats: int,
     """
     import tensorflow as tf
 
-    from tf_glimpse.training import Trainer
+    from tf_glimpse.training.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as logdir:
         trainer = Trainer(config, logdir, verbose=0)

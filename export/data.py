@@ -17,11 +17,11 @@ def validation_canvases(config: GlimpseConfig, count: int,
     evaluated on; they are built as uint8 / 255, so rounding back to uint8 is exact.
     The run's `data_dir` is used if it exists here, else the usual search
     ($TF_GLIMPSE_DATA_DIR, data/<dataset>/).  Raises `tf_glimpse.data.DataError`
-    when the data set is not found, and `tf_glimpse.runs.RunError` when it differs
+    when the data set is not found, and `tf_glimpse.training.runs.RunError` when it differs
     from the data the run `run_dir` began with.
     """
     from tf_glimpse.data import load_splits, split_dataset
-    from tf_glimpse.runs import check_data
+    from tf_glimpse.training.runs import check_data
 
     data_dir = config.data_dir if config.data_dir and Path(config.data_dir).is_dir() else None
     splits = load_splits(config.dataset, data_dir, config.val_size, config.seed, config.subset)

@@ -47,7 +47,7 @@ def _area_weights(start: float, patch: int, factor: int) -> tuple[np.ndarray, in
     """Weights [P, W] of the P outputs over the W pixels first..first+W-1, and `first`.
 
     Output i is the mean of the `factor` bilinear samples at pixel coordinates
-    ``start + i * factor + u`` (the convention of `tf_glimpse.sensor`): exactly pixel
+    ``start + i * factor + u`` (the convention of `tf_glimpse.model.sensor`): exactly pixel
     start + i at factor 1, the mean of a block of `factor` pixels per axis otherwise.
     """
     positions = start + np.arange(patch)[:, None] * factor + np.arange(factor)[None, :]

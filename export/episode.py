@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_glimpse.agent import GlimpseAgent
+from tf_glimpse.model.agent import GlimpseAgent
 
 OUTPUT_NAMES = ("probabilities", "class_ids", "locations", "action_ids", "step_probabilities")
 

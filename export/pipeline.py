@@ -65,7 +65,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, quantize: str = "none",
     one point) of the float model's accuracy on the scored validation canvases fails
     the export with ExportError.
 
-    Raises `tf_glimpse.runs.RunError` for a missing or checkpoint-less run,
+    Raises `tf_glimpse.training.runs.RunError` for a missing or checkpoint-less run,
     `ExportError` for a model that fails a check, `FileExistsError` if
     `out_dir` exists and `overwrite` is False.  Nothing is left in `out_dir`
     unless the whole export succeeds.
@@ -78,7 +78,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, quantize: str = "none",
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
 
-    from tf_glimpse.runs import latest_checkpoint, load_agent, load_keras_agent
+    from tf_glimpse.training.runs import latest_checkpoint, load_agent, load_keras_agent
 
     if Path(run_dir).suffix == ".keras":  # The data check reads the run beside it, if any.
         (config, agent), checkpoint = load_keras_agent(run_dir), Path(run_dir)

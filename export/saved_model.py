@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from export.episode import OUTPUT_NAMES, SERVING_SPEC, EpisodeModule
 from export.errors import ExportError
-from tf_glimpse.agent import GlimpseAgent
+from tf_glimpse.model.agent import GlimpseAgent
 
 SIGNATURE = "serving_default"
 

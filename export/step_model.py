@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_glimpse.agent import GlimpseAgent
+from tf_glimpse.model.agent import GlimpseAgent
 
 STATE_NAMES = ("lstm_h", "lstm_c", "embeddings", "gru_state", "visited")
 STATE_DTYPES = {"visited": "int32"}  # The others are float32.

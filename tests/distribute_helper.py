@@ -41,7 +41,7 @@ def mirrored_step(out: str, data_dir: str) -> None:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from tf_glimpse.config import GlimpseConfig
-    from tf_glimpse.training import Trainer
+    from tf_glimpse.training.trainer import Trainer
 
     arrays = {}
     for strategy in ("default", "mirrored"):
@@ -73,7 +73,7 @@ def worker(out: str, flags: list[str]) -> None:
 
     args = build_parser().parse_args(flags)
     config = config_from_args(args)
-    from tf_glimpse.training import Trainer
+    from tf_glimpse.training.trainer import Trainer
 
     trainer = Trainer(config, args.logdir, verbose=0)
     arrays = state(trainer, "before/")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_glimpse.agent import GlimpseAgent
 from tf_glimpse.config import GlimpseConfig
-from tf_glimpse.rewards import agent_losses
+from tf_glimpse.model.agent import GlimpseAgent
+from tf_glimpse.training.rewards import agent_losses
 
 CONFIG = GlimpseConfig(img_size=28, clutter_count=0, patch_size=8, stride=4, steps=4,
                        embedding_units=32, memory_units=32, classifier_units=32,
@@ -157,7 +157,7 @@ def test_memory_trains_encoder_lets_reinforce_reach_the_encoder(images):
 
 
 def test_policy_ranking_picks_the_distributions_argmax_within_the_logits_range():
-    from tf_glimpse.modules import LocationPolicy
+    from tf_glimpse.model.layers import LocationPolicy
 
     policy = LocationPolicy(9, learned_first=False, mask_visited=True)
     hidden = tf.random.stateless_normal([64, 5], seed=[1, 2])

@@ -1,6 +1,6 @@
 """Bad input gives a clear error and loses nothing (issue 6, part 3), end to end.
 
-Through the command lines (train.py, `python -m export`, `python -m tf_glimpse.report`,
+Through the command lines (train.py, `python -m export`, `python -m tf_glimpse.analysis.report`,
 `python -m tf_glimpse.data.fetch`): a one-line message naming the problem, a non-zero
 exit code, no partial output, and the input (data files, an existing run) unchanged.
 Exit codes: 1 a data error (missing, corrupt or inconsistent data set), 2 a bad
@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tf_glimpse import cli, report
+from tf_glimpse import cli
+from tf_glimpse.analysis import report
 from tf_glimpse.config import GlimpseConfig
 from tf_glimpse.data import fetch
 from tf_glimpse.data.idx import DataError, encode_idx
@@ -161,7 +162,7 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     """
     import tensorflow as tf
 
-    from tf_glimpse.agent import GlimpseAgent
+    from tf_glimpse.model.agent import GlimpseAgent
 
     base = tmp_path_factory.mktemp("bad_input")
     data = write_idx_dir(base / "data")
@@ -237,7 +238,7 @@ def test_resume_with_bad_input_leaves_the_run_untouched(tiny_run, tmp_path, flag
 def test_report_of_a_run_without_checkpoints_exits_2_and_writes_nothing(tmp_path):
     run_dir = untrained_run(tmp_path / "run")
     before = snapshot(run_dir)
-    result = run("-m", "tf_glimpse.report", str(run_dir), "--gifs", "1")
+    result = run("-m", "tf_glimpse.analysis.report", str(run_dir), "--gifs", "1")
     assert result.returncode == 2, result.stderr
     assert error_lines(result.stderr) == [
         f"report: error: no checkpoint in {run_dir / 'best'}: the run has not finished an "
@@ -300,7 +301,7 @@ def test_damaged_config_json_is_one_line_exit_2_for_report_export_and_resume(tmp
     (run / "best").mkdir(parents=True)
     (run / "config.json").write_text(damage)
     commands = {
-        "report": [sys.executable, "-m", "tf_glimpse.report", str(run), "--quiet"],
+        "report": [sys.executable, "-m", "tf_glimpse.analysis.report", str(run), "--quiet"],
         "export": [sys.executable, "-m", "export", str(run), "--out", str(tmp_path / "out")],
         "resume": [sys.executable, "train.py", "--logdir", str(run), "--resume", "--quiet"],
     }

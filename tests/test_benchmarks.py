@@ -44,7 +44,7 @@ def test_agent_flops_of_a_tiny_config_match_a_hand_computation():
 @pytest.mark.parametrize("context", [False, True])
 def test_agent_flops_agree_with_the_built_models_kernels(context):
     """Count from the kernels of a real GlimpseAgent: catches a wrong width or gate count."""
-    from tf_glimpse.agent import GlimpseAgent
+    from tf_glimpse.model.agent import GlimpseAgent
 
     config = GlimpseConfig(**{**TINY, "memory_units": 6, "classifier_units": 7,
                               "context": context})

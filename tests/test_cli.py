@@ -53,7 +53,8 @@ def test_booleans(text, value):
 
 
 HELP_COMMANDS = [
-    ["train.py"], ["-m", "export"], ["-m", "tf_glimpse.report"], ["-m", "tf_glimpse.data.fetch"],
+    ["train.py"], ["-m", "export"], ["-m", "tf_glimpse.analysis.report"],
+    ["-m", "tf_glimpse.data.fetch"],
     *[[f"benchmarks/{path.name}"] for path in sorted((ROOT / "benchmarks").glob("*.py"))
       if path.name != "__init__.py"],
 ]
@@ -114,7 +115,7 @@ def test_train_start_shows_no_tensorflow_logging(tmp_path, data_dir):
 
 def test_interrupted_training_says_how_to_resume(tmp_path, data_dir, monkeypatch, capsys):
     from tf_glimpse import cli
-    from tf_glimpse.training import Trainer
+    from tf_glimpse.training.trainer import Trainer
 
     def interrupt(self, epoch, supervised_only, seconds_before=0.0):
         if epoch == 1:

@@ -186,8 +186,8 @@ def test_a_tfds_data_set_trains_with_its_own_class_count(tmp_path: Path,
     """EMNIST balanced (47 classes) from TFDS's own offline mock: the count comes from the
     data, is stored in config.json and sizes the classifier of the reloaded agent."""
     tfds = pytest.importorskip("tensorflow_datasets")
-    from tf_glimpse.runs import load_agent
-    from tf_glimpse.training import Trainer
+    from tf_glimpse.training.runs import load_agent
+    from tf_glimpse.training.trainer import Trainer
 
     # The mock needs no download: say the network is there instead of probing it.
     monkeypatch.setattr(sources, "internet_available", lambda *args, **kwargs: True)

@@ -25,9 +25,9 @@ from export.pipeline import FULL_MODEL, INFO_FILE, SAVED_MODEL, STEP_MODEL
 from export.saved_model import compare
 from tf_glimpse.config import GlimpseConfig
 from tf_glimpse.data import load_splits
-from tf_glimpse.runs import RunError, load_agent
-from tf_glimpse.sensor import GlimpseSensor
-from tf_glimpse.training import Trainer
+from tf_glimpse.model.sensor import GlimpseSensor
+from tf_glimpse.training.runs import RunError, load_agent
+from tf_glimpse.training.trainer import Trainer
 
 SMALL = dict(embedding_units=32, memory_units=32, classifier_units=32, glimpse_units=64,
              location_units=16, attention_heads=2)
@@ -110,7 +110,7 @@ def test_verification_catches_a_model_without_the_trained_weights(exported, canv
                                                                   keras_outputs, run_dir):
     config = GlimpseConfig.from_json(run_dir / "config.json")
     keras.utils.set_random_seed(123)
-    from tf_glimpse.agent import GlimpseAgent
+    from tf_glimpse.model.agent import GlimpseAgent
 
     untrained = EpisodeModule(GlimpseAgent.from_glimpse_config(config))
     outputs = {k: v.numpy() for k, v in untrained.episode(tf.constant(canvases[0])).items()}
@@ -334,7 +334,7 @@ def test_a_run_saves_its_agent_in_keras_format_which_loads_and_exports(run_dir, 
     # RUN/agent.keras: the best agent in Keras' own format (the layers are registered as
     # serializable, package "tf_glimpse"); it gives load_agent's outputs, in a fresh
     # process too, and the export starts from it as from the run directory.
-    from tf_glimpse.runs import load_keras_agent
+    from tf_glimpse.training.runs import load_keras_agent
 
     images = tf.constant(canvases[0][:8].astype(np.float32) / 255.0)
     _, from_run = load_agent(run_dir)

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_glimpse import cli, train_step
+from tf_glimpse import cli
 from tf_glimpse.config import GlimpseConfig
 from tf_glimpse.data.sources import load_splits
-from tf_glimpse.runs import TrainingError, restore_last_good
-from tf_glimpse.training import Trainer
+from tf_glimpse.training import step as train_step
+from tf_glimpse.training.runs import TrainingError, restore_last_good
+from tf_glimpse.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 # 256 training images in batches of 64: 4 steps per epoch.  XLA off: compiling costs more
@@ -274,19 +275,19 @@ def test_a_full_disk_stops_the_run_with_one_line_and_the_resume_command(
     (TensorFlow's own error).  Epoch 1 stays saved, and --resume finishes the run."""
     import errno
 
-    from tf_glimpse import training
+    from tf_glimpse.training import runs
 
     full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "run"))
     if where == "history":
-        original, calls = training.write_json, []
+        original, calls = runs.write_json, []
 
-        def write_json(path, payload):
+        def write_json(path, payload):  # EpochCheckpoints.commit writes history.json.
             calls.append(path)
             if len(calls) == 2:  # history.json of epoch 2.
                 raise full
             original(path, payload)
 
-        monkeypatch.setattr(training, "write_json", write_json)
+        monkeypatch.setattr(runs, "write_json", write_json)
     else:
         original_save, saves = tf.train.CheckpointManager.save, []
 
@@ -324,7 +325,7 @@ def test_resume_report_and_export_refuse_data_that_changed_since_the_run_began(
     import shutil
 
     from export.__main__ import main as export_main
-    from tf_glimpse import report
+    from tf_glimpse.analysis import report
 
     data = tmp_path / "data"
     shutil.copytree(data_dir, data)
@@ -363,7 +364,7 @@ def test_a_missing_package_is_named_with_how_to_install_it_and_nothing_is_writte
                      "--quiet"]) == 0
     before = sorted(p.name for p in run.iterdir())
     script = ("import sys; sys.modules['matplotlib'] = None; "
-              "from tf_glimpse.report import main; sys.exit(main(sys.argv[1:]))")
+              "from tf_glimpse.analysis.report import main; sys.exit(main(sys.argv[1:]))")
     result = subprocess.run([sys.executable, "-c", script, str(run), "--quiet"],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     lines = [line for line in result.stderr.splitlines() if line.startswith("report:")]
@@ -376,7 +377,7 @@ def test_a_missing_package_is_named_with_how_to_install_it_and_nothing_is_writte
 def test_an_epoch_is_committed_last_after_history_best_and_pretrained(tmp_path, monkeypatch):
     # The order that makes a kill at any point resumable: history.json, best/,
     # pretrained/, and only then checkpoints/ (whose state file commits the epoch).
-    from tf_glimpse import runs
+    from tf_glimpse.training import runs
 
     variable = tf.Variable(1.0)
     checkpoints = runs.EpochCheckpoints(tf.train.Checkpoint(v=variable), tmp_path)

@@ -18,7 +18,7 @@ import numpy as np
 
 from tf_glimpse.config import GlimpseConfig
 from tf_glimpse.data.sources import Splits
-from tf_glimpse.training import Trainer
+from tf_glimpse.training.trainer import Trainer
 
 CANDIDATES = (5, 6, 7, 9, 10, 11, 13, 14)  # Cells of the 4 x 4 grid, row-major.
 CUE_CELLS = tuple(cell for cell in range(16) if cell not in CANDIDATES)

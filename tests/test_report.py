@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_glimpse import evaluation, report, report_plots, visualize
-from tf_glimpse.agent import GlimpseAgent
+from tf_glimpse.analysis import evaluation, report, visualize
+from tf_glimpse.analysis import plots as report_plots
 from tf_glimpse.config import GlimpseConfig
-from tf_glimpse.grid import ActionGrid
+from tf_glimpse.model.agent import GlimpseAgent
+from tf_glimpse.model.grid import ActionGrid
 
 CONFIG = GlimpseConfig(img_size=32, clutter_count=0, patch_size=8, stride=4, steps=3,
                        embedding_units=16, memory_units=16, classifier_units=16,
@@ -265,7 +266,7 @@ def test_title_frame_and_chance_line_follow_the_class_count(tmp_path, monkeypatc
 
 
 def test_budget_cosine_decay_rebuilds_from_its_config():
-    from tf_glimpse.schedules import BudgetCosineDecay, BudgetProgress
+    from tf_glimpse.training.schedules import BudgetCosineDecay, BudgetProgress
 
     schedule = BudgetCosineDecay(3e-3, BudgetProgress(100, None))
     clone = BudgetCosineDecay.from_config(schedule.get_config())

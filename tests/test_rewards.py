@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_glimpse import rewards
+from tf_glimpse.training import rewards
 
 
 def logits_with_true_probability(p: float, label: int = 0, classes: int = 10) -> np.ndarray:
@@ -82,7 +82,7 @@ def test_classification_loss_final_or_all_steps():
 
 
 def test_leave_one_out_mean_is_the_mean_of_the_other_episodes_of_the_image():
-    from tf_glimpse.rewards import leave_one_out_mean
+    from tf_glimpse.training.rewards import leave_one_out_mean
 
     returns = tf.constant([[1.0, 2.0], [3.0, 4.0], [5.0, 0.0],   # image 0, M = 3
                            [0.0, 0.0], [6.0, 3.0], [3.0, 9.0]])  # image 1

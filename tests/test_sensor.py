@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from tf_glimpse.config import ConfigError, GlimpseConfig
-from tf_glimpse.grid import ActionGrid
-from tf_glimpse.sensor import GlimpseSensor
+from tf_glimpse.model.grid import ActionGrid
+from tf_glimpse.model.sensor import GlimpseSensor
 
 SETTINGS = [  # (img_size, patch_size, stride, scales)
     (28, 3, 1, 3), (28, 8, 4, 2), (64, 8, 4, 3), (60, 12, 4, 3), (100, 12, 4, 4), (28, 3, 3, 2),

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tf_glimpse.config import GlimpseConfig
 from tf_glimpse.data.sources import Splits
-from tf_glimpse.training import Trainer
+from tf_glimpse.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(embedding_units=64, memory_units=64, classifier_units=64, glimpse_units=64,
@@ -34,11 +34,11 @@ def test_learns_mnist_far_above_chance(tmp_path, data_dir):
     assert (tmp_path / "run" / "best" / "checkpoint").exists()
     # The policy report plays the reloaded best agent through the same evaluation path:
     # the same test accuracy as training measured.
-    from tf_glimpse import report
+    from tf_glimpse.analysis import report
+    from tf_glimpse.analysis.evaluation import summarize
     from tf_glimpse.data.canvas import split_dataset
     from tf_glimpse.data.sources import load_splits
-    from tf_glimpse.evaluation import summarize
-    from tf_glimpse.runs import load_agent
+    from tf_glimpse.training.runs import load_agent
 
     saved, agent = load_agent(tmp_path / "run")
     splits = load_splits(saved.dataset, saved.data_dir, saved.val_size, saved.seed, saved.subset)
@@ -124,7 +124,7 @@ def test_resume_continues_from_the_saved_epoch(tmp_path, data_dir):
 def test_num_classes_comes_from_the_data_and_reaches_config_json_and_the_model(tmp_path):
     import dataclasses
 
-    from tf_glimpse.runs import load_agent
+    from tf_glimpse.training.runs import load_agent
 
     splits = dataclasses.replace(toy_splits(256, 1), num_classes=3, name="three classes")
     config = GlimpseConfig(img_size=28, clutter_count=0, patch_size=7, stride=7, steps=2,

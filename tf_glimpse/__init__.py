@@ -14,18 +14,13 @@ The Python API, in the order of a run (see the README's "Python API"):
 Importing the package is cheap (no TensorFlow) unless Keras is loaded already: `Trainer`,
 `load_agent` and `build_report` import it on first use.  A run's best agent is also
 saved in Keras' own format: `import keras, tf_glimpse;
-keras.models.load_model("RUN/agent.keras")`.  The submodules:
+keras.models.load_model("RUN/agent.keras")`.  The subpackages:
 
-* `tf_glimpse.config`   - `GlimpseConfig`, the one configuration of a run
-* `tf_glimpse.grid`     - the action grid (action id <-> patch centre)
-* `tf_glimpse.data`     - MNIST / Fashion-MNIST and the canvases, in `tf.data`
-* `tf_glimpse.sensor`   - `GlimpseSensor`, the glimpse Keras layer
-* `tf_glimpse.modules`  - encoder, classifier and context network, one Keras layer each
-* `tf_glimpse.agent`    - `GlimpseAgent`, vision + memory + policy + classifier
-* `tf_glimpse.rewards`  - rewards, returns and the REINFORCE losses
-* `tf_glimpse.training` - the training loop (`python train.py`)
-* `tf_glimpse.runs`     - reading a run directory back (`load_agent`)
-* `tf_glimpse.report`   - the policy report (`python -m tf_glimpse.report RUN`)
+* `tf_glimpse.config`   - `GlimpseConfig`, the one configuration of a run (`cli`: train.py)
+* `tf_glimpse.data`     - MNIST / Fashion-MNIST / TFDS and the canvases, in `tf.data`
+* `tf_glimpse.model`    - the grid, the sensor, the agent's layers and `GlimpseAgent`
+* `tf_glimpse.training` - rewards, schedules, the step, `Trainer` and the run directory
+* `tf_glimpse.analysis` - evaluation, metrics, the policy report and its pictures
 """
 
 import sys
@@ -36,16 +31,16 @@ __all__ = ["ConfigError", "GlimpseConfig", "GlimpseAgent", "Trainer", "load_agen
            "load_keras_agent", "build_report"]
 __version__ = "0.1.0"
 
-_LAZY = {"Trainer": "tf_glimpse.training", "load_agent": "tf_glimpse.runs",
-         "load_keras_agent": "tf_glimpse.runs", "build_report": "tf_glimpse.report",
-         "GlimpseAgent": "tf_glimpse.agent"}
+_LAZY = {"Trainer": "tf_glimpse.training.trainer", "load_agent": "tf_glimpse.training.runs",
+         "load_keras_agent": "tf_glimpse.training.runs",
+         "build_report": "tf_glimpse.analysis.report", "GlimpseAgent": "tf_glimpse.model.agent"}
 
 if "keras" in sys.modules:
     # Keras, and with it TensorFlow, is loaded already: register the agent's layers
     # (keras.saving.register_keras_serializable, package "tf_glimpse") now, so that
     # `import keras, tf_glimpse; keras.models.load_model("RUN/agent.keras")` works.
-    # Without Keras loaded, `import tf_glimpse.agent` (or any use of the API) does it.
-    import tf_glimpse.agent  # noqa: F401
+    # Without Keras, `import tf_glimpse.model.agent` (or any use of the API) does it.
+    import tf_glimpse.model.agent  # noqa: F401
 
 
 def __getattr__(name: str):

@@ -166,8 +166,8 @@ def start_trainer(parser: argparse.ArgumentParser, config: GlimpseConfig, logdir
 
     splits = load_data(parser, config)
 
-    from tf_glimpse.runs import TrainingError  # Heavy imports only now.
-    from tf_glimpse.training import Trainer
+    from tf_glimpse.training.runs import TrainingError  # Heavy imports only now.
+    from tf_glimpse.training.trainer import Trainer
 
     try:
         return splits, Trainer(config, logdir, resume=resume, splits=splits, verbose=verbose)
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import tensorflow as tf  # Imported by start_trainer already.
 
-    from tf_glimpse.runs import TrainingError
+    from tf_glimpse.training.runs import TrainingError
 
     again = shlex.join(["python", "train.py", *(sys.argv[1:] if argv is None else argv)])
     if "--resume" not in again:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tf_glimpse.errors import ConfigError
-from tf_glimpse.grid import ActionGrid
+from tf_glimpse.model.grid import ActionGrid
 
 DATASETS = ("mnist", "fashion_mnist")
 ENCODERS = ("mlp", "cnn")

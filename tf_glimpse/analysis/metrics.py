@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tf_glimpse.grid import ActionGrid
-from tf_glimpse.sensor import patch_top_left
+from tf_glimpse.model.grid import ActionGrid
+from tf_glimpse.model.sensor import patch_top_left
 
 
 def step_correct(step_logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:

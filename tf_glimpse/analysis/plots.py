@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tf_glimpse.grid import ActionGrid
+from tf_glimpse.model.grid import ActionGrid
 
 if TYPE_CHECKING:
-    from tf_glimpse.evaluation import Episodes
+    from tf_glimpse.analysis.evaluation import Episodes
 
 
 def glimpse_centres_px(actions: np.ndarray, grid: ActionGrid) -> np.ndarray:
@@ -111,7 +111,7 @@ def plot_heatmaps(maps: dict[str, np.ndarray], path: Path, extent: list[float], 
 def plot_position_heatmaps(episodes: dict[str, Episodes], grid: ActionGrid,
                            out_dir: Path) -> dict[str, Path]:
     """The absolute (grid) and digit-centred heat maps of glimpse positions -> PNG paths."""
-    from tf_glimpse.visualize import position_counts
+    from tf_glimpse.analysis.visualize import position_counts
 
     low = grid.origin + grid.patch_size / 2 - grid.stride / 2
     high = low + grid.size * grid.stride

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tf_glimpse.agent import GlimpseAgent
 from tf_glimpse.config import CHECKPOINT_KINDS, RESUMABLE_FIELDS, ConfigError, GlimpseConfig
+from tf_glimpse.model.agent import GlimpseAgent
 
 
 class RunError(RuntimeError):

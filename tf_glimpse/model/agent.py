@@ -34,14 +34,14 @@ import keras
 import tensorflow as tf
 
 from tf_glimpse.config import GlimpseConfig
-from tf_glimpse.modules import (
+from tf_glimpse.model.layers import (
     POLICY_MODES,
     ContextNetwork,
     GlimpseEncoder,
     LocationPolicy,
     StepClassifier,
 )
-from tf_glimpse.sensor import GlimpseSensor
+from tf_glimpse.model.sensor import GlimpseSensor
 
 
 @keras.saving.register_keras_serializable(package="tf_glimpse")

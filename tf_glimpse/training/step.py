@@ -14,9 +14,9 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
+from tf_glimpse.analysis.metrics import step_correct
 from tf_glimpse.config import GlimpseConfig
-from tf_glimpse.metrics import step_correct
-from tf_glimpse.rewards import agent_losses
+from tf_glimpse.training.rewards import agent_losses
 
 LOSS_TERMS = ("total", "classification", "memory", "reinforce", "baseline", "entropy", "reward")
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_glimpse.grid import ActionGrid
+from tf_glimpse.model.grid import ActionGrid
 
 Colour = tuple[int, int, int]
 

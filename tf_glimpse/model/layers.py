@@ -10,7 +10,7 @@
   cell chosen (RAM's location network).
 
 The memory (an LSTM cell) and the baseline head are plain Keras layers owned by
-`tf_glimpse.agent.GlimpseAgent`.
+`tf_glimpse.model.agent.GlimpseAgent`.
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ import json
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
+from tf_glimpse.analysis.visualize import heatmap_image, position_counts, trajectory_images
 from tf_glimpse.config import GlimpseConfig
-from tf_glimpse.train_step import LOSS_TERMS
-from tf_glimpse.visualize import heatmap_image, position_counts, trajectory_images
+from tf_glimpse.training.step import LOSS_TERMS
 
 
 def log_config(writer, config: GlimpseConfig, trial_id: str) -> None:

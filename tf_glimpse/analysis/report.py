@@ -1,6 +1,6 @@
 """Does the agent learn where to look?  A policy report on the fixed test set.
 
-    python -m tf_glimpse.report RUN_DIR [--gifs 5] [--limit N] [--data_dir DIR]
+    python -m tf_glimpse.analysis.report RUN_DIR [--gifs 5] [--limit N] [--data_dir DIR]
 
 Five policies choose the glimpses, and the run's trained classifier (the "best"
 checkpoint) judges every one of them:
@@ -50,12 +50,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tf_glimpse.analysis.plots import plot_per_step, plot_position_heatmaps, pyplot
 from tf_glimpse.config import CHECKPOINT_KINDS
-from tf_glimpse.grid import ActionGrid
-from tf_glimpse.report_plots import plot_per_step, plot_position_heatmaps, pyplot
+from tf_glimpse.model.grid import ActionGrid
 
 if TYPE_CHECKING:  # TensorFlow is imported only when a report is built (fast --help).
-    from tf_glimpse.evaluation import ActionFn, Episodes
+    from tf_glimpse.analysis.evaluation import ActionFn, Episodes
 
 POLICIES = ("learned_greedy", "learned_modal", "learned_sampled", "random", "fixed")
 JUDGED_BY_PRETRAINED = "random_pretrained_judge"
@@ -123,7 +123,7 @@ def run_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, seed: int
                episode=None) -> Episodes:
     """Play one of the report's `POLICIES` (or a function batch -> actions [B, T]) with `agent`.
 
-    `tf_glimpse.evaluation.play` under the report's names: "learned_greedy",
+    `tf_glimpse.analysis.evaluation.play` under the report's names: "learned_greedy",
     "learned_sampled" and "random" are the agent's modes, "fixed" a constant spiral.
     `episode` is `evaluation.episode_function(agent)`, built once for all policies.
     """
@@ -134,7 +134,7 @@ def run_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, seed: int
             raise ValueError(f"policy={policy!r}; valid values: {', '.join(POLICIES)} or a "
                              f"function")
         policy = MODES[policy]
-    from tf_glimpse.evaluation import play
+    from tf_glimpse.analysis.evaluation import play
 
     return play(agent, dataset, policy, seed, limit=limit, keep_images=keep_images,
                 progress=progress, episode=episode)
@@ -211,14 +211,14 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
     accuracy, hit rate and distinct sequences, overall and per step.
     """
     run_dir = Path(run_dir)
+    from tf_glimpse.analysis.evaluation import episode_function, summarize
+    from tf_glimpse.analysis.metrics import sequence_diversity
+    from tf_glimpse.analysis.visualize import save_attention_gifs
     from tf_glimpse.data.canvas import split_dataset
     from tf_glimpse.data.sources import load_splits
-    from tf_glimpse.evaluation import episode_function, summarize
-    from tf_glimpse.metrics import sequence_diversity
     from tf_glimpse.optional import require
     from tf_glimpse.progress import progress_bar
-    from tf_glimpse.runs import RunError, check_data, latest_checkpoint, load_agent
-    from tf_glimpse.visualize import save_attention_gifs
+    from tf_glimpse.training.runs import RunError, check_data, latest_checkpoint, load_agent
 
     # The packages of the plots and GIFs first: fail before any work, writing nothing.
     pyplot()
@@ -287,9 +287,9 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
 
 # ------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    """Flags of ``python -m tf_glimpse.report``."""
+    """Flags of ``python -m tf_glimpse.analysis.report``."""
     parser = argparse.ArgumentParser(
-        prog="python -m tf_glimpse.report",
+        prog="python -m tf_glimpse.analysis.report",
         description="Compare the learned glimpse policy with random and fixed ones on the "
                     "test set; write RUN_DIR/report/ and RUN_DIR/gifs/.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -320,10 +320,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from tf_glimpse.quiet import quiet_tensorflow
 
-    quiet_tensorflow()  # Before tf_glimpse.runs, which imports TensorFlow.
+    quiet_tensorflow()  # Before tf_glimpse.training.runs, which imports TensorFlow.
 
     from tf_glimpse.config import ConfigError
-    from tf_glimpse.runs import RunError, latest_checkpoint, load_config
+    from tf_glimpse.training.runs import RunError, latest_checkpoint, load_config
 
     run_dir = Path(args.run_dir)
     try:
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     from tf_glimpse.data.idx import DataError
     from tf_glimpse.optional import MissingDependency
 
-    command = shlex.join(["python", "-m", "tf_glimpse.report", *argv])
+    command = shlex.join(["python", "-m", "tf_glimpse.analysis.report", *argv])
     try:
         report = build_report(run_dir, args.data_dir, args.limit, args.gifs, args.seed,
                               args.checkpoint, command, verbose=0 if args.quiet else 1)

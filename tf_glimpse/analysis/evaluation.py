@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tf_glimpse.agent import GlimpseAgent
-from tf_glimpse.metrics import glimpse_hits, sequence_diversity, step_correct
+from tf_glimpse.analysis.metrics import glimpse_hits, sequence_diversity, step_correct
+from tf_glimpse.model.agent import GlimpseAgent
 
 ActionFn = Callable[[dict], np.ndarray]  # batch -> actions [B, T]
 AGENT_POLICIES = ("greedy", "sample", "random")

@@ -29,14 +29,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_glimpse import summaries
-from tf_glimpse.agent import GlimpseAgent
+from tf_glimpse.analysis.evaluation import episode_function, evaluate
 from tf_glimpse.config import ConfigError, GlimpseConfig
 from tf_glimpse.data.canvas import split_dataset
 from tf_glimpse.data.sources import Splits, load_splits
-from tf_glimpse.evaluation import episode_function, evaluate
+from tf_glimpse.model.agent import GlimpseAgent
 from tf_glimpse.progress import progress_bar
-from tf_glimpse.runs import (
+from tf_glimpse.training import summaries
+from tf_glimpse.training.runs import (
     KERAS_FILE,
     EpochCheckpoints,
     TrainingError,
@@ -44,8 +44,8 @@ from tf_glimpse.runs import (
     prepare_run_dir,
     write_json,
 )
-from tf_glimpse.schedules import BudgetCosineDecay, BudgetProgress, entropy_weight
-from tf_glimpse.train_step import LOSS_TERMS, TrainStep, make_strategy
+from tf_glimpse.training.schedules import BudgetCosineDecay, BudgetProgress, entropy_weight
+from tf_glimpse.training.step import LOSS_TERMS, TrainStep, make_strategy
 
 
 class Trainer:
@@ -136,7 +136,7 @@ class Trainer:
 
     # ------------------------------------------------------------- evaluation
     def evaluate(self, split: str, policy: str = "greedy", samples: int = 1) -> dict:
-        """`tf_glimpse.evaluation.evaluate` of the agent on `split` with the run's seed.
+        """`tf_glimpse.analysis.evaluation.evaluate` of the agent on `split` with the run's seed.
 
         Keys: ``accuracy``, ``accuracy_per_step`` [T], ``hit_rate``,
         ``hit_rate_per_step`` [T], ``entropy_per_step`` [T] (the policy's entropy in

@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_glimpse.config import SENSOR_BACKENDS
-from tf_glimpse.grid import ActionGrid
+from tf_glimpse.model.grid import ActionGrid
 
 
 def sample_positions(grid: ActionGrid, scale: int) -> np.ndarray:
