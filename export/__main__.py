@@ -1,6 +1,6 @@
 """Command line: ``python -m export RUN_DIR --out OUT_DIR [--quantize none|dynamic|int8]``.
 
-Exit codes, as for train.py and `python -m tf_glimpse.analysis.report`: 0 success; 1 the
+Exit codes, as for train.py and `python -m tf_glimpse.report`: 0 success; 1 the
 export failed (a model that fails its checks, a data error with --quantize int8, a
 missing package); 2 a bad command line: bad arguments, RUN_DIR not a train.py run
 directory or without a checkpoint (the one-line message names it), data that differ

@@ -1,6 +1,6 @@
 """Bad input gives a clear error and loses nothing (issue 6, part 3), end to end.
 
-Through the command lines (train.py, `python -m export`, `python -m tf_glimpse.analysis.report`,
+Through the command lines (train.py, `python -m export`, `python -m tf_glimpse.report`,
 `python -m tf_glimpse.data.fetch`): a one-line message naming the problem, a non-zero
 exit code, no partial output, and the input (data files, an existing run) unchanged.
 Exit codes: 1 a data error (missing, corrupt or inconsistent data set), 2 a bad
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from tf_glimpse import cli
-from tf_glimpse.analysis import report
+from tf_glimpse import report as report_cli
 from tf_glimpse.config import GlimpseConfig
 from tf_glimpse.data import fetch
 from tf_glimpse.data.idx import DataError, encode_idx
@@ -238,7 +238,7 @@ def test_resume_with_bad_input_leaves_the_run_untouched(tiny_run, tmp_path, flag
 def test_report_of_a_run_without_checkpoints_exits_2_and_writes_nothing(tmp_path):
     run_dir = untrained_run(tmp_path / "run")
     before = snapshot(run_dir)
-    result = run("-m", "tf_glimpse.analysis.report", str(run_dir), "--gifs", "1")
+    result = run("-m", "tf_glimpse.report", str(run_dir), "--gifs", "1")
     assert result.returncode == 2, result.stderr
     assert error_lines(result.stderr) == [
         f"report: error: no checkpoint in {run_dir / 'best'}: the run has not finished an "
@@ -254,7 +254,7 @@ def test_report_with_a_corrupt_test_set_exits_1_and_writes_nothing(tiny_run, tmp
     shutil.copytree(trained, run_dir)
     before = snapshot(run_dir)
     data, bad_file = corrupt_dir(tmp_path / "data", "truncated_gzip")
-    assert report.main([str(run_dir), "--data_dir", str(data), "--quiet", "--gifs", "1"]) == 1
+    assert report_cli.main([str(run_dir), "--data_dir", str(data), "--quiet", "--gifs", "1"]) == 1
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and lines[0].startswith(f"report: error: {data / bad_file}: "), lines
     assert snapshot(run_dir) == before
@@ -301,7 +301,7 @@ def test_damaged_config_json_is_one_line_exit_2_for_report_export_and_resume(tmp
     (run / "best").mkdir(parents=True)
     (run / "config.json").write_text(damage)
     commands = {
-        "report": [sys.executable, "-m", "tf_glimpse.analysis.report", str(run), "--quiet"],
+        "report": [sys.executable, "-m", "tf_glimpse.report", str(run), "--quiet"],
         "export": [sys.executable, "-m", "export", str(run), "--out", str(tmp_path / "out")],
         "resume": [sys.executable, "train.py", "--logdir", str(run), "--resume", "--quiet"],
     }

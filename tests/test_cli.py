@@ -53,7 +53,7 @@ def test_booleans(text, value):
 
 
 HELP_COMMANDS = [
-    ["train.py"], ["-m", "export"], ["-m", "tf_glimpse.analysis.report"],
+    ["train.py"], ["-m", "export"], ["-m", "tf_glimpse.report"],
     ["-m", "tf_glimpse.data.fetch"],
     *[[f"benchmarks/{path.name}"] for path in sorted((ROOT / "benchmarks").glob("*.py"))
       if path.name != "__init__.py"],

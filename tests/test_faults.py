@@ -325,7 +325,7 @@ def test_resume_report_and_export_refuse_data_that_changed_since_the_run_began(
     import shutil
 
     from export.__main__ import main as export_main
-    from tf_glimpse.analysis import report
+    from tf_glimpse import report as report_cli
 
     data = tmp_path / "data"
     shutil.copytree(data_dir, data)
@@ -345,7 +345,7 @@ def test_resume_report_and_export_refuse_data_that_changed_since_the_run_began(
     assert exit_info.value.code == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert "differ from the data the run began with" in message and str(data) in message
-    assert report.main([str(run), "--quiet", "--gifs", "0"]) == 2
+    assert report_cli.main([str(run), "--quiet", "--gifs", "0"]) == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert message.startswith("report: error: ") and "data.json" in message
     assert export_main([str(run), "--out", str(tmp_path / "out"), "--quiet"]) == 2
@@ -364,7 +364,7 @@ def test_a_missing_package_is_named_with_how_to_install_it_and_nothing_is_writte
                      "--quiet"]) == 0
     before = sorted(p.name for p in run.iterdir())
     script = ("import sys; sys.modules['matplotlib'] = None; "
-              "from tf_glimpse.analysis.report import main; sys.exit(main(sys.argv[1:]))")
+              "from tf_glimpse.report import main; sys.exit(main(sys.argv[1:]))")
     result = subprocess.run([sys.executable, "-c", script, str(run), "--quiet"],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     lines = [line for line in result.stderr.splitlines() if line.startswith("report:")]

@@ -52,7 +52,7 @@ RUN_ELSEWHERE = {
 # Programs this file runs (the test that does, by name).
 RUN_HERE = {
     "train.py": "test_main_command_trains_and_writes_its_run",
-    "-m tf_glimpse.analysis.report":
+    "-m tf_glimpse.report":
         "test_report_command_writes_the_report_and_no_tensorflow_log_lines",
     "-m export": "test_export_command_writes_int8_models_that_inference_latency_times",
     "-m tf_glimpse.data.fetch": "test_fetch_command_finds_verified_files_and_copies_nothing",
@@ -103,7 +103,7 @@ def last_json(result: subprocess.CompletedProcess) -> dict:
 
 def test_every_program_the_readmes_show_is_run_by_a_test():
     shown = shown_programs()
-    assert {"train.py", "-m export", "-m tf_glimpse.analysis.report"} <= shown  # The parser works.
+    assert {"train.py", "-m export", "-m tf_glimpse.report"} <= shown  # The parser works.
     uncovered = shown - set(RUN_ELSEWHERE) - set(RUN_HERE) - set(NOT_RUN)
     assert not uncovered, f"README commands that no test runs: {sorted(uncovered)}"
     here = {node.name for node in ast.parse(Path(__file__).read_text()).body
@@ -141,7 +141,7 @@ def test_main_command_trains_and_writes_its_run(main_run):
 
 def test_report_command_writes_the_report_and_no_tensorflow_log_lines(main_run):
     logdir, _ = main_run
-    result = run("-m", "tf_glimpse.analysis.report", str(logdir), "--limit", "500", "--gifs", "1",
+    result = run("-m", "tf_glimpse.report", str(logdir), "--limit", "500", "--gifs", "1",
                  "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((logdir / "report" / "report.json").read_text())

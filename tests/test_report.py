@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_glimpse import report as report_cli
 from tf_glimpse.analysis import evaluation, report, visualize
 from tf_glimpse.analysis import plots as report_plots
 from tf_glimpse.config import GlimpseConfig
@@ -185,11 +186,11 @@ def make_run(run_dir, agent: GlimpseAgent, config: GlimpseConfig, pretrained: bo
 
 
 def test_bad_run_dir_exits_with_code_2(tmp_path, capsys, agent):
-    assert report.main([str(tmp_path / "missing")]) == 2
-    assert report.main([str(tmp_path)]) == 2
+    assert report_cli.main([str(tmp_path / "missing")]) == 2
+    assert report_cli.main([str(tmp_path)]) == 2
     assert "not a train.py run directory" in capsys.readouterr().err
     CONFIG.to_json(tmp_path / "config.json")
-    assert report.main([str(tmp_path)]) == 2
+    assert report_cli.main([str(tmp_path)]) == 2
     assert "no checkpoint" in capsys.readouterr().err
 
 
@@ -197,7 +198,7 @@ def test_report_end_to_end(tmp_path, data_dir, agent):
     config = CONFIG.replace(clutter_count=2, data_dir=data_dir)
     run_dir = tmp_path / "run"
     make_run(run_dir, agent, config, pretrained=True)
-    assert report.main([str(run_dir), "--limit", "12", "--gifs", "2", "--quiet"]) == 0
+    assert report_cli.main([str(run_dir), "--limit", "12", "--gifs", "2", "--quiet"]) == 0
     written = json.loads((run_dir / "report" / "report.json").read_text())
     for name in (*report.POLICIES, report.JUDGED_BY_PRETRAINED):
         assert 0.0 <= written[name]["accuracy"] <= 1.0 and 0.0 <= written[name]["hit_rate"] <= 1.0
@@ -225,7 +226,7 @@ def test_report_end_to_end(tmp_path, data_dir, agent):
 def test_report_without_pretrained_checkpoint_says_how_to_get_it(tmp_path, data_dir, agent):
     run_dir = tmp_path / "run"
     make_run(run_dir, agent, CONFIG.replace(data_dir=data_dir), pretrained=False)
-    assert report.main([str(run_dir), "--limit", "5", "--gifs", "0", "--quiet"]) == 0
+    assert report_cli.main([str(run_dir), "--limit", "5", "--gifs", "0", "--quiet"]) == 0
     written = json.loads((run_dir / "report" / "report.json").read_text())
     assert report.JUDGED_BY_PRETRAINED not in written
     assert "--pretrain True" in written["unavailable"][report.JUDGED_BY_PRETRAINED]
