@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
+if not __package__:  # `python benchmarks/NAME.py`: benchmarks/ is not an installed package.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.inference_latency import median_ms
 from tf_glimpse.quiet import quiet_tensorflow
 

@@ -40,7 +40,13 @@ j >= 1 summarises a 2^j x 2^j block of source pixels), plus the context network'
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
+
+if not __package__:  # `python benchmarks/NAME.py`: benchmarks/ is not an installed package.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 
 def dense_flops(inputs: int, units: int) -> int:

@@ -64,6 +64,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # `python benchmarks/NAME.py`: benchmarks/ is not an installed package.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.flops import agent_flops, agent_pixels, canvas_pixels
 from benchmarks.settings import SETTINGS, get_setting
 from tf_glimpse.cli import (

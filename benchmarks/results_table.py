@@ -32,6 +32,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # `python benchmarks/NAME.py`: benchmarks/ is not an installed package.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.settings import SETTINGS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

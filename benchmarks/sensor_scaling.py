@@ -23,7 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
+from pathlib import Path
 
+if not __package__:  # `python benchmarks/NAME.py`: benchmarks/ is not an installed package.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.cnn_baseline import cnn_layers
 from benchmarks.flops import agent_flops, cnn_flops
 from benchmarks.train_throughput import time_input, time_training

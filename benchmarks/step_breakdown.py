@@ -32,10 +32,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+if not __package__:  # `python benchmarks/NAME.py`: benchmarks/ is not an installed package.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.settings import config_from_flags, get_setting
 from tf_glimpse.cli import add_config_flags
 from tf_glimpse.config import GlimpseConfig

@@ -28,9 +28,13 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
+if not __package__:  # `python benchmarks/NAME.py`: benchmarks/ is not an installed package.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.settings import config_from_flags
 from tf_glimpse.cli import add_config_flags
 from tf_glimpse.config import GlimpseConfig
