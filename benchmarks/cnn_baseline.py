@@ -93,6 +93,9 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
               verbose: bool = True, seconds: float | None = None) -> dict[str, Any]:
     """Train the baseline for `epochs` epochs on the agent's canvases; returns its metrics.
 
+    (Over 80 lines: the model, the epoch loop and the final evaluation of one baseline
+    run; its checkpoints are saved and resumed by `runs.EpochCheckpoints`, as the agent's.)
+
     With `seconds`, training also stops at the first epoch end past that many seconds of
     training (the agent's wall-time budget, so both get the same time).
 

@@ -211,7 +211,10 @@ def compare(reference: dict, resumed: dict) -> tuple[bool, float]:
 
 
 def main() -> None:
-    """Reference run, kill/resume cycles, final comparison; print the table and the JSON line."""
+    """Reference run, kill/resume cycles, final comparison; print the table and the JSON line.
+
+    (Over 80 lines: one experiment, read top to bottom; see the module's docstring.)
+    """
     args = parse_args()
     quiet_tensorflow()  # The checkpoint checks below import TensorFlow.
     rng = random.Random(args.seed)

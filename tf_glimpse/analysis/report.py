@@ -205,6 +205,9 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
                  command: str = "", verbose: int = 1) -> dict:
     """Evaluate every policy on the test set and write report.md/json, plots and GIFs.
 
+    (81 lines: the policies are played in an order that later ones depend on, the modal
+    scan on the greedy one, and the judge of random glimpses on the pre-trained run.)
+
     Returns the report (also written to RUN_DIR/report/report.json): per policy its
     accuracy, hit rate and distinct sequences, overall and per step.
     """

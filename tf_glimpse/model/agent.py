@@ -48,6 +48,9 @@ from tf_glimpse.model.sensor import GlimpseSensor
 class GlimpseAgent(keras.Model):
     """Images [B, I, I, 1] (float in [0, 1]) -> a dict describing one episode.
 
+    (Over 80 lines: the step's pieces, `initial_state`, `observe`, `remember` and
+    `next_logits`, are methods because the exported step model calls them one by one.)
+
     Returned keys (T steps, A = N*N actions, C classes):
     ``actions`` [B, T] int32, ``locations`` [B, T, 2] (x, y), ``log_probs`` [B, T],
     ``entropies`` [B, T], ``baselines`` [B, T], ``policy_logits`` [B, T, A],

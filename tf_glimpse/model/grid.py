@@ -47,7 +47,10 @@ def stride_error(img_size: int, patch_size: int, stride: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class ActionGrid:
-    """Maps action ids <-> (row, col) <-> normalised patch centres (x, y)."""
+    """Maps action ids <-> (row, col) <-> normalised patch centres (x, y).
+
+    (Over 80 lines: the stride rule and every mapping of one grid.)
+    """
 
     img_size: int
     patch_size: int

@@ -177,6 +177,9 @@ class ContextNetwork(keras.layers.Layer):
 class LocationPolicy(keras.layers.Layer):
     """Memory h_{t-1} [B, M] -> a `tfp.distributions.Categorical` over the A grid cells, and a cell.
 
+    (Over 80 lines: the visited mask, the greedy ranking the export uses and the four
+    policy modes are one distribution's parts.)
+
     The logits come from a dense head on the memory state; for the first cell
     (nothing seen yet) from a learned, image-independent vector
     (`initial_logits`) unless the memory's initial state already holds a view of

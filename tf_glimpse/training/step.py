@@ -31,7 +31,11 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 class TrainStep:
-    """The compiled training steps of one agent: pre-training (random glimpses) and REINFORCE."""
+    """The compiled training steps of one agent: pre-training (random glimpses) and REINFORCE.
+
+    (Over 80 lines: the replica step, the cross-replica gradient sum and the clipped
+    update are one distributed program and are read together.)
+    """
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
                  config: GlimpseConfig, strategy: tf.distribute.Strategy,

@@ -49,7 +49,12 @@ from tf_glimpse.training.step import LOSS_TERMS, TrainStep, make_strategy
 
 
 class Trainer:
-    """Owns the agent, its optimizer, checkpoints and summaries for one run directory."""
+    """Owns the agent, its optimizer, checkpoints and summaries for one run directory.
+
+    (Over 80 lines: set-up, one epoch, the epoch loop `fit` and the final `finish` share
+    the state of one run; the saving order lives in `runs.EpochCheckpoints`, the step in
+    `step.TrainStep`, the evaluation in `analysis.evaluation`.)
+    """
 
     def __init__(self, config: GlimpseConfig, logdir: str | Path, resume: bool = False,
                  splits: Splits | None = None, verbose: int = 1):
