@@ -12,6 +12,7 @@ REINFORCE epochs, and leaves in the run directory:
 * ``events.out.tfevents`` - TensorBoard: loss terms, accuracies (also after each
                             step), rewards per step, entropy, learning rate, config
 * ``metrics.json``        - val_accuracy, test_accuracy, epochs, train_seconds, ...
+* ``agent.keras``         - the best agent in Keras' own format (keras.models.load_model)
 
 The step is written against `tf.distribute.Strategy`: per-example losses are
 averaged over the global batch and metrics are summed across replicas, so the
