@@ -64,11 +64,11 @@ def describe(layers: list[dict[str, Any]]) -> str:
     return "-".join(names[layer["kind"]](layer) for layer in layers)
 
 
-def build_cnn(img_size: int, num_classes: int = 10):
-    """The Keras model of `cnn_layers`: images [B, I, I, 1] in [0, 1] -> logits [B, C]."""
+def build_cnn(img_size: int, num_classes: int = 10, channels: int = 1):
+    """The Keras model of `cnn_layers`: images [B, I, I, C] in [0, 1] -> logits [B, classes]."""
     import keras
 
-    built = [keras.Input((img_size, img_size, 1))]
+    built = [keras.Input((img_size, img_size, channels))]
     for layer in cnn_layers(img_size, num_classes):
         kind = layer["kind"]
         if kind == "conv":
@@ -117,7 +117,7 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
         raise FileExistsError(f"{directory} already holds a CNN run; pass --resume to continue it")
     directory.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
-    model = build_cnn(config.img_size, config.num_classes)
+    model = build_cnn(config.img_size, config.num_classes, config.channels)
     optimizer = keras.optimizers.Adam(LEARNING_RATE)
     optimizer.build(model.trainable_variables)
     # No XLA for the CNN: measured on these 2 cores, XLA's CPU convolutions train it at
@@ -176,7 +176,7 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
         "images_per_s": trained * steps_per_epoch * config.batch_size
         / max(history["train_seconds"], 1e-9),
         "params": int(model.count_params()),
-        "flops_per_image": cnn_flops(layers, config.img_size),
+        "flops_per_image": cnn_flops(layers, config.img_size, config.channels),
         "architecture": describe(layers), "optimizer": f"Adam({LEARNING_RATE:g})",
         "val_history": history["val_history"],
     }

@@ -43,7 +43,7 @@ def measure(args: argparse.Namespace) -> list[float]:
     from tf_glimpse.data.canvas import canvas_dataset  # TensorFlow, after the flags.
     from tf_glimpse.data.sources import load_splits
 
-    splits = load_splits(args.dataset, args.data_dir)
+    splits = load_splits(args.dataset, args.data_dir, img_size=args.img_size)
     dataset = canvas_dataset(
         splits.train_images, splits.train_labels, img_size=args.img_size,
         clutter_count=args.clutter_count, clutter_size=args.clutter_size,

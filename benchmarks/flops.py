@@ -100,34 +100,36 @@ def agent_flops(config) -> dict[str, int]:
     t, k, p = config.steps, config.scales, config.patch_size
     g, loc, d = config.glimpse_units, config.location_units, config.embedding_units
     m, u, c = config.memory_units, config.classifier_units, config.num_classes
-    glimpse = k * p * p
+    planes = k * config.channels  # the encoder's input channels: every scale's colours
     if config.encoder == "cnn":
-        what = (conv2d_flops(p, p, 3, k, 16) + conv2d_flops(p, p, 3, 16, 32)
+        what = (conv2d_flops(p, p, 3, planes, 16) + conv2d_flops(p, p, 3, 16, 32)
                 + dense_flops(32 * p * p, g))
     else:
-        what = dense_flops(glimpse, g)
+        what = dense_flops(planes * p * p, g)
     parts = {
-        "sensor": t * sensor_flops(config.sensor_backend, config.img_size, p, k),
+        "sensor": t * config.channels * sensor_flops(config.sensor_backend, config.img_size, p,
+                                                     k),
         "encoder": t * (what + dense_flops(g, d) + dense_flops(2, loc) + dense_flops(loc, d)),
         "memory": t * lstm_flops(d, m),
         "policy": (t if config.context else t - 1) * dense_flops(m, config.num_actions),
         "baseline": t * dense_flops(m, 1),
         "classifier": (attention_flops(t, d) + t * gru_flops(d, u) + t * dense_flops(u, c)),
-        "context": (dense_flops(context_values(config), m) + dense_flops(m, 2 * m)
+        "context": (dense_flops(config.channels * context_values(config), m)
+                    + dense_flops(m, 2 * m)
                     if config.context else 0),
     }
     parts["total"] = sum(parts.values())
     return parts
 
 
-def cnn_flops(layers: list[dict[str, Any]], img_size: int) -> int:
+def cnn_flops(layers: list[dict[str, Any]], img_size: int, channels: int = 1) -> int:
     """FLOPs of the CNN described by `layers` (see `benchmarks.cnn_baseline.cnn_layers`).
 
     Layer kinds: ``conv`` (3x3 or k x k, "same" padding, stride 1: output size =
     input size), ``pool`` (max pooling by ``factor``, floor; no FLOPs), ``dropout``
     (no FLOPs), ``flatten``, ``dense``.
     """
-    size, channels, features, flops = img_size, 1, None, 0
+    size, features, flops = img_size, None, 0
     for layer in layers:
         kind = layer["kind"]
         if kind == "conv":
@@ -176,14 +178,14 @@ def context_values(config) -> int:
 
 
 def agent_pixels(config) -> int:
-    """Values one episode gives the agent: T * k * P * P glimpse values (+ the context's)."""
+    """Values one episode gives the agent: T * k * P * P * C glimpse values (+ the context's)."""
     context = context_values(config) if config.context else 0
-    return config.steps * config.scales * config.patch_size ** 2 + context
+    return config.channels * (config.steps * config.scales * config.patch_size ** 2 + context)
 
 
 def canvas_pixels(config) -> int:
-    """Pixels of one canvas, all of which a full-image CNN reads: I * I."""
-    return config.img_size ** 2
+    """Values of one canvas, all of which a full-image CNN reads: I * I * C."""
+    return config.channels * config.img_size ** 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         parser.error(str(error))
     parts = agent_flops(config)
-    cnn = cnn_flops(cnn_layers(config.img_size, config.num_classes), config.img_size)
+    cnn = cnn_flops(cnn_layers(config.img_size, config.num_classes), config.img_size,
+                    config.channels)
     for name, value in parts.items():
         print(f"{name:<11} {value:>14,}")
     print(f"{'CNN':<11} {cnn:>14,}")

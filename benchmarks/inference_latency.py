@@ -114,7 +114,8 @@ def main() -> int:
     from export.data import synthetic_canvases
 
     grid = info["grid"]
-    image = synthetic_canvases(grid["img_size"], 1, seed=1)  # uint8 [1, I, I, 1]
+    image = synthetic_canvases(grid["img_size"], 1, seed=1,
+                               channels=info["config"].get("channels", 1))  # uint8 [1, I, I, C]
     timings: dict[str, float] = {}
 
     run_dir = args.run_dir or info.get("run_dir")

@@ -111,6 +111,16 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
         stride_note="I - P = 25 is not a multiple of 3, so s = P = 3 tiles the image: "
                     "10 x 10 centred tiles, the outermost reading one zero pixel past the "
                     "edge (the seed's own choice)"),
+    Setting(
+        name="scenes96",
+        description="96x96 RGB generated scenes (`python -m tf_glimpse.data.scenes "
+                    "data/scenes`): the colour of one small shape among grey distractors; "
+                    "12x12 glimpses, 3 scales, 6 glimpses",
+        flags=dict(dataset="folder:data/scenes", img_size=96, clutter_count=0, patch_size=12,
+                   scales=3, steps=6, stride=6),
+        grid_size=15,
+        stride_note="I - P = 84; s = 6 gives a 15 x 15 grid, patches overlapping by half "
+                    "(the README's folder example)"),
 )}
 
 

@@ -125,10 +125,9 @@ def _train_batches(trainer, epoch: int, batches: int):
 def time_input(config: GlimpseConfig, batches: int) -> float:
     """Canvases/s of the training input pipeline alone."""
     from tf_glimpse.data.canvas import split_dataset
-    from tf_glimpse.data.sources import load_splits
+    from tf_glimpse.data.sources import config_splits
 
-    splits = load_splits(config.dataset, config.data_dir, config.val_size, config.seed,
-                         config.subset)
+    splits = config_splits(config)
     dataset = split_dataset(splits, config, "train", epoch=0).repeat().take(batches)
     for _ in dataset.take(5):
         pass

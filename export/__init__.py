@@ -5,10 +5,10 @@
 writes
 
 * ``OUT_DIR/saved_model/1/``        signature ``serving_default``: ``images`` uint8
-  [B, I, I, 1] (pixel values 0..255) -> ``probabilities`` [B, C], ``class_ids`` [B],
+  [B, I, I, C] (pixel values 0..255; C = 1 or 3) -> ``probabilities`` [B, C], ``class_ids`` [B],
   ``locations`` [B, T, 2] (normalised patch centres x, y), ``action_ids`` [B, T],
   ``step_probabilities`` [B, T, C]; greedy policy, so deterministic.
-* ``OUT_DIR/glimpse_full.tflite``   the whole episode for one image: uint8 [1, I, I, 1]
+* ``OUT_DIR/glimpse_full.tflite``   the whole episode for one image: uint8 [1, I, I, C]
   in, the same five outputs (signature ``serving_default``).
 * ``OUT_DIR/glimpse_step.tflite``   one glimpse step with explicit state, for sensors
   that read only the requested patch (`export.step_model`, driven by

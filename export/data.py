@@ -11,7 +11,7 @@ from tf_glimpse.config import GlimpseConfig
 
 def validation_canvases(config: GlimpseConfig, count: int,
                         run_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The first `count` fixed validation canvases of a run: uint8 [n, I, I, 1] and labels [n].
+    """The first `count` fixed validation canvases of a run: uint8 [n, I, I, C] and labels [n].
 
     The canvases are those of `split_dataset(..., "val")`, the ones training
     evaluated on; they are built as uint8 / 255, so rounding back to uint8 is exact.
@@ -20,11 +20,12 @@ def validation_canvases(config: GlimpseConfig, count: int,
     when the data set is not found, and `tf_glimpse.training.runs.RunError` when it differs
     from the data the run `run_dir` began with.
     """
-    from tf_glimpse.data import load_splits, split_dataset
+    from tf_glimpse.data import split_dataset
+    from tf_glimpse.data.sources import config_splits
     from tf_glimpse.training.runs import check_data
 
     data_dir = config.data_dir if config.data_dir and Path(config.data_dir).is_dir() else None
-    splits = load_splits(config.dataset, data_dir, config.val_size, config.seed, config.subset)
+    splits = config_splits(config.replace(data_dir=data_dir))
     if run_dir is not None:
         check_data(run_dir, splits, data_dir)
     images, labels, total = [], [], 0
@@ -40,17 +41,18 @@ def validation_canvases(config: GlimpseConfig, count: int,
     return np.concatenate(images)[:count], np.concatenate(labels)[:count]
 
 
-def synthetic_canvases(img_size: int, count: int, seed: int = 0) -> np.ndarray:
-    """Deterministic stand-in canvases uint8 [n, I, I, 1] when no data set is at hand.
+def synthetic_canvases(img_size: int, count: int, seed: int = 0, channels: int = 1
+                       ) -> np.ndarray:
+    """Deterministic stand-in canvases uint8 [n, I, I, C] when no data set is at hand.
 
     Sparse bright strokes on black, roughly like digits, so every glimpse
     location gets a varied input.
     """
     rng = np.random.default_rng(seed)
-    images = np.zeros((count, img_size, img_size, 1), np.uint8)
+    images = np.zeros((count, img_size, img_size, channels), np.uint8)
     for image in images:
         for _ in range(rng.integers(3, 8)):
             top, left = rng.integers(0, img_size - 4, size=2)
             height, width = rng.integers(1, 12, size=2)
-            image[top:top + height, left:left + width, 0] = rng.integers(64, 256)
+            image[top:top + height, left:left + width] = rng.integers(64, 256, size=channels)
     return images

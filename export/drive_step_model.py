@@ -25,7 +25,7 @@ probabilities after every step; the tests check it against glimpse_full.tflite.
 
 An agent with a context network (``config.context``) chooses its first cell from a
 coarse view of the whole canvas: export_info.json then names ``context_model``
-(glimpse_context.tflite: ``images`` uint8 [1, I, I, 1] -> ``lstm_h``, ``lstm_c``,
+(glimpse_context.tflite: ``images`` uint8 [1, I, I, C] -> ``lstm_h``, ``lstm_c``,
 ``next_logits``), which `first_state` runs instead of reading ``initial_logits``.
 """
 
@@ -60,7 +60,7 @@ def _area_weights(start: float, patch: int, factor: int) -> tuple[np.ndarray, in
 def _window(image: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
     """image[top:top+height, left:left+width], reading zeros outside the image."""
     size = image.shape[0]
-    window = np.zeros((height, width), np.float32)
+    window = np.zeros((height, width, image.shape[-1]), np.float32)
     rows = slice(max(top, 0), min(top + height, size))
     cols = slice(max(left, 0), min(left + width, size))
     if rows.start < rows.stop and cols.start < cols.stop:
@@ -70,15 +70,16 @@ def _window(image: np.ndarray, top: int, left: int, height: int, width: int) -> 
 
 
 def read_glimpse(image: np.ndarray, action: int, grid: dict) -> np.ndarray:
-    """The glimpse [1, k, P, P] float32 (0..1) at grid cell `action`, as the model's sensor sees it.
+    """The glimpse [1, k, P, P, C] float32 (0..1) at grid cell `action`, as the model's sensor
+    sees it.
 
-    `image` is uint8 [I, I] or [I, I, 1] (0..255) or float [I, I(, 1)] already in
+    `image` is uint8 [I, I] or [I, I, C] (0..255) or float [I, I(, C)] already in
     0..1; `grid` is `export_info["grid"]`.  Only the pixels under the k windows
     are read: at scale 0 exactly the P x P patch.
     """
     image = np.asarray(image)
-    if image.ndim == 3:
-        image = image[..., 0]
+    if image.ndim == 2:
+        image = image[..., None]
     if image.dtype == np.uint8:
         pixels = image.astype(np.float32) / np.float32(255.0)
     else:
@@ -95,7 +96,7 @@ def read_glimpse(image: np.ndarray, action: int, grid: dict) -> np.ndarray:
         col_weights, first_col = _area_weights(left - margin, patch, factor)
         window = _window(pixels, first_row, first_col, row_weights.shape[1],
                          col_weights.shape[1])
-        scales.append(row_weights @ window @ col_weights.T)
+        scales.append(np.einsum("pl,lmc,qm->pqc", row_weights, window, col_weights))
     return np.stack(scales)[None].astype(np.float32)
 
 
@@ -111,7 +112,7 @@ def first_state(info: dict, image: np.ndarray,
 
     Without a context model: zeros and the argmax of ``initial_logits``.  With one,
     `context_runner` (its signature runner) reads the whole canvas `image` (uint8
-    [I, I] or [I, I, 1]) and sets the memory and the first cell.
+    [I, I] or [I, I, C]) and sets the memory and the first cell.
     """
     state = zero_state(info)
     if not info.get("context_model"):
@@ -119,7 +120,8 @@ def first_state(info: dict, image: np.ndarray,
     if context_runner is None:
         raise ValueError(f"this agent chooses its first cell from the whole canvas: pass "
                          f"context_runner, the signature runner of {info['context_model']}")
-    image = np.asarray(image, np.uint8).reshape(1, image.shape[0], image.shape[1], 1)
+    image = np.asarray(image, np.uint8)
+    image = (image[..., None] if image.ndim == 2 else image)[None]
     out = context_runner(images=image)
     state["lstm_h"], state["lstm_c"] = out["lstm_h"], out["lstm_c"]
     return state, int(np.argmax(out["next_logits"][0]))
@@ -131,7 +133,7 @@ def run_episode(step_runner, image: np.ndarray, info: dict,
 
     Args:
       step_runner: `open_interpreter(...).get_signature_runner()` of glimpse_step.tflite.
-      image: the canvas, uint8 [I, I] or [I, I, 1].
+      image: the canvas, uint8 [I, I] or [I, I, C].
       info: the parsed export_info.json.
       record: if given, the inputs of every step call are appended to it (as dicts).
       context_runner: the signature runner of the context model, when info names one.

@@ -39,8 +39,14 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
                          "Sneaker", "Bag", "Ankle boot")
 
 
-def class_names(config) -> list[str]:
-    """The names of the classes, by class id: Fashion-MNIST's, else the ids themselves."""
+def class_names(config, run_dir: str | Path | None = None) -> list[str]:
+    """The names of the classes, by class id: those the run's data.json recorded (a folder's
+    subfolders, a TFDS set's labels), Fashion-MNIST's, else the ids themselves."""
+    from tf_glimpse.training.runs import recorded_class_names
+
+    names = recorded_class_names(run_dir) if run_dir is not None else None
+    if names and len(names) == config.num_classes:
+        return names
     if config.dataset == "fashion_mnist":
         return list(FASHION_MNIST_CLASSES)
     return [str(index) for index in range(config.num_classes)]
@@ -92,8 +98,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, quantize: str = "none",
         info = _write_all(config, agent, staging, quantize, verify_count, eval_count,
                           calibration_count, log, max_accuracy_drop, Path(run_dir))
         info.update(run_dir=str(Path(run_dir).resolve()), checkpoint=str(checkpoint))
-        (staging / CLASS_NAMES_FILE).write_text("\n".join(class_names(config)) + "\n")
-        info["class_names"] = class_names(config)
+        names = class_names(config, run_dir)
+        (staging / CLASS_NAMES_FILE).write_text("\n".join(names) + "\n")
+        info["class_names"] = names
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
         _replace_dir(staging, out_dir)
     except BaseException:
@@ -125,7 +132,8 @@ def _check_images(config, count: int, log, run_dir: Path
             return images, labels, "validation canvases"
     except DataError as error:
         log(f"  data set not found ({str(error).splitlines()[0]}); checking on synthetic canvases")
-    return synthetic_canvases(config.img_size, count), None, "synthetic canvases"
+    return (synthetic_canvases(config.img_size, count, channels=config.channels), None,
+            "synthetic canvases")
 
 
 def _write_all(config, agent, out: Path, quantize: str, verify_count: int, eval_count: int,
@@ -286,6 +294,8 @@ def _describe(config, agent, initial: np.ndarray | None, shapes: dict) -> dict:
     from export.step_model import STATE_DTYPES
 
     grid = agent.grid
+    image_shape = [grid.img_size, grid.img_size, config.channels]
+    glimpse_shape = [config.scales, grid.patch_size, grid.patch_size, config.channels]
     return {
         "format_version": 1,
         "config": config.to_dict(),
@@ -298,26 +308,23 @@ def _describe(config, agent, initial: np.ndarray | None, shapes: dict) -> dict:
         # None for an agent with a context network: its first cell depends on the image.
         "initial_logits": None if initial is None else [float(v) for v in initial],
         "initial_action": None if initial is None else int(np.argmax(initial)),
-        "images_input": {"name": "images", "dtype": "uint8", "shape": [None, grid.img_size,
-                                                                      grid.img_size, 1],
+        "images_input": {"name": "images", "dtype": "uint8", "shape": [None, *image_shape],
                          "range": "0..255 (the model divides by 255)"},
         # Every TFLite model's inputs: name -> dtype and shape (batch size 1).
         "tflite_inputs": {
-            FULL_MODEL: {"images": {"dtype": "uint8", "shape": [1, grid.img_size,
-                                                                grid.img_size, 1]}},
+            FULL_MODEL: {"images": {"dtype": "uint8", "shape": [1, *image_shape]}},
             STEP_MODEL: {
                 "glimpse": {"dtype": "float32",
-                            "shape": [1, config.scales, grid.patch_size, grid.patch_size]},
+                            "shape": [1, *glimpse_shape]},
                 "action": {"dtype": "int32", "shape": [1]},
                 "step": {"dtype": "int32", "shape": [1]},
                 **{name: {"dtype": STATE_DTYPES.get(name, "float32"), "shape": shape}
                    for name, shape in shapes.items()}},
-            **({CONTEXT_MODEL: {"images": {"dtype": "uint8", "shape": [1, grid.img_size,
-                                                                       grid.img_size, 1]}}}
+            **({CONTEXT_MODEL: {"images": {"dtype": "uint8", "shape": [1, *image_shape]}}}
                if config.context else {}),
         },
         "step_model": {
-            "inputs": {"glimpse": [1, config.scales, grid.patch_size, grid.patch_size],
+            "inputs": {"glimpse": [1, *glimpse_shape],
                        "action": [1], "step": [1], **shapes},
             "outputs": ["next_logits", "probabilities", *shapes],
             "state_shapes": shapes,

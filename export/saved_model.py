@@ -8,9 +8,9 @@ Inspect and run it with the standard tools:
         --signature_def serving_default --inputs images=images.npy
 
 (`--input_exprs` accepts only Python literals, not `np.zeros(...)`.)  The input
-must be uint8 [B, I, I, 1] with pixel values 0..255; a wrong image size, rank or
+must be uint8 [B, I, I, C] with pixel values 0..255; a wrong image size, rank or
 channel count fails at the signature's entry with "images must be uint8 [batch,
-I, I, 1]" and the shape it got, a wrong dtype with "expected to be a uint8 tensor".
+I, I, C]" and the shape it got, a wrong dtype with "expected to be a uint8 tensor".
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ the new state.  All tensors have batch size 1.
 Inputs (k scales, P patch size, A = N*N cells, T steps, M/D/G = memory,
 embedding and classifier widths):
 
-    glimpse     float32 [1, k, P, P]  the patch(es) at `action`, pixel values in 0..1
+    glimpse     float32 [1, k, P, P, C] the patch(es) at `action`, pixel values in 0..1
     action      int32   [1]           the cell the glimpse was read at
     step        int32   [1]           the step index t = 0 .. T-1
     lstm_h      float32 [1, M]        memory state (zeros at t = 0)
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from export.episode import images_spec
 from tf_glimpse.model.agent import GlimpseAgent
 
 STATE_NAMES = ("lstm_h", "lstm_c", "embeddings", "gru_state", "visited")
@@ -60,7 +61,8 @@ def step_specs(agent: GlimpseAgent) -> list[tf.TensorSpec]:
     """The input signature of the step model, in argument order."""
     patch = agent.grid.patch_size
     specs = [
-        tf.TensorSpec([1, agent.sensor.scales, patch, patch], tf.float32, name="glimpse"),
+        tf.TensorSpec([1, agent.sensor.scales, patch, patch, agent.config.channels], tf.float32,
+                      name="glimpse"),
         tf.TensorSpec([1], tf.int32, name="action"),
         tf.TensorSpec([1], tf.int32, name="step"),
     ]
@@ -80,7 +82,7 @@ def initial_logits(agent: GlimpseAgent) -> tf.Tensor | None:
 class ContextModule(tf.Module):
     """The graph of `glimpse_context.tflite` (agents with a context network only).
 
-    uint8 images [1, I, I, 1] -> ``lstm_h``, ``lstm_c`` [1, M] (the memory's initial
+    uint8 images [1, I, I, C] -> ``lstm_h``, ``lstm_c`` [1, M] (the memory's initial
     state, `GlimpseAgent.initial_state`) and ``next_logits`` [1, A] (the first
     cell's logits, `GlimpseAgent.next_logits`).
     """
@@ -92,7 +94,7 @@ class ContextModule(tf.Module):
         self.agent = agent
 
     def start(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The state and first-cell logits of uint8 images [1, I, I, 1]."""
+        """The state and first-cell logits of uint8 images [1, I, I, C]."""
         lstm_h, lstm_c = self.agent.initial_state(tf.cast(images, tf.float32) / 255.0)
         visited = self.agent.policy.no_visits(1)
         return {"lstm_h": lstm_h, "lstm_c": lstm_c,
@@ -100,8 +102,7 @@ class ContextModule(tf.Module):
 
     def start_function(self) -> tf.types.experimental.ConcreteFunction:
         """The concrete function of `start` for one image."""
-        size = self.agent.grid.img_size
-        spec = tf.TensorSpec([1, size, size, 1], tf.uint8, name="images")
+        spec = images_spec(self.agent.grid.img_size, self.agent.config.channels, batch=1)
         return tf.function(self.start).get_concrete_function(spec)
 
 

@@ -172,7 +172,7 @@ def interpreter(model: bytes | str | Path, num_threads: int = 1) -> Interpreter:
 
 
 def run_full(model: bytes | str | Path | Interpreter, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Run glimpse_full.tflite on uint8 images [B, I, I, 1], one image at a time."""
+    """Run glimpse_full.tflite on uint8 images [B, I, I, C], one image at a time."""
     runner = model if isinstance(model, Interpreter) else interpreter(model)
     episode = runner.get_signature_runner()
     results = [episode(images=np.asarray(image[None], np.uint8)) for image in images]

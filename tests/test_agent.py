@@ -48,7 +48,7 @@ def test_output_shapes(agent, images):
     assert outputs["locations"].shape == (6, t, 2)
     assert outputs["policy_logits"].shape == (6, t, a)
     assert outputs["step_logits"].shape == (6, t, 10)
-    assert outputs["glimpses"].shape == (6, t, CONFIG.scales, 8, 8)
+    assert outputs["glimpses"].shape == (6, t, CONFIG.scales, 8, 8, 1)
     for key in ("log_probs", "entropies", "baselines"):
         assert outputs[key].shape == (6, t)
     assert np.all((outputs["actions"].numpy() >= 0) & (outputs["actions"].numpy() < a))

@@ -92,7 +92,7 @@ def test_pixels_per_image():
 
 # -------------------------------------------------------------------------- settings
 DOCUMENTED_GRIDS = {"mnist28": 6, "translated60": 13, "cluttered60": 13, "cluttered100": 23,
-                    "seed1": 15, "seed2": 10}
+                    "seed1": 15, "seed2": 10, "scenes96": 15}
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))

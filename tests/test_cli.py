@@ -169,12 +169,13 @@ def test_config_file_replays_a_run_and_flags_override_it(tmp_path):
     assert result.returncode == 2 and "--config" in result.stderr
 
 
-def test_readme_flag_table_is_the_parsers_and_the_readme_stays_short():
+def test_the_guides_flag_table_is_the_parsers_and_the_readme_stays_short():
     from tf_glimpse.cli import flag_table
 
     readme = (ROOT / "README.md").read_text()
     table = flag_table()
-    assert table in readme  # Regenerate: print(tf_glimpse.cli.flag_table()).
+    guide = (ROOT / "docs" / "guide.md").read_text()
+    assert table in guide  # Regenerate: print(tf_glimpse.cli.flag_table()).
     flags = [line.split(" | ")[0].strip("| `") for line in table.splitlines()[2:]]
     help_text = subprocess.run([sys.executable, "train.py", "--help"], capture_output=True,
                                text=True, timeout=120, cwd=ROOT).stdout

@@ -170,15 +170,20 @@ def test_other_dataset_in_explicit_dir_is_refused(data_dir: str) -> None:
         load_splits("fashion_mnist", data_dir=sources.resolve_data_dir("mnist", data_dir))
 
 
-def test_tfds_rejects_non_grayscale_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unprepared_tfds_set_offline_is_a_data_error_saying_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("tensorflow_datasets")
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("the test must not touch the network")
-
-    monkeypatch.setattr(sources, "internet_available", no_network)
-    with pytest.raises(DataError, match="only grayscale 28x28"):
+    monkeypatch.setattr(sources, "internet_available", lambda *args, **kwargs: False)
+    sources._load_tfds_arrays.cache_clear()
+    with pytest.raises(DataError, match=r"tfds:cifar10: not prepared in .* the internet is not "
+                                        r"reachable.*folder:PATH"):
         load_splits("tfds:cifar10")
+
+
+def test_a_tfds_set_that_is_not_image_classification_is_refused() -> None:
+    pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(DataError, match="tfds:glue/cola: not an image-classification data set"):
+        load_splits("tfds:glue/cola")
 
 
 def test_a_tfds_data_set_trains_with_its_own_class_count(tmp_path: Path,
@@ -203,7 +208,7 @@ def test_a_tfds_data_set_trains_with_its_own_class_count(tmp_path: Path,
             metrics = Trainer(config, tmp_path / "run", verbose=0).fit()
     finally:
         sources._load_tfds_arrays.cache_clear()  # Later tests must not see the mock's arrays.
-    assert splits.num_classes == 47 and splits.train_images.shape == (80, 28, 28)
+    assert splits.num_classes == 47 and splits.train_images.shape == (80, 28, 28, 1)
     assert splits.train_labels.max() < 47 and 0.0 <= metrics["test_accuracy"] <= 1.0
     saved, agent = load_agent(tmp_path / "run")
     assert saved.num_classes == 47 and saved.dataset == "tfds:emnist/balanced"
@@ -216,7 +221,8 @@ def test_validation_split_is_disjoint_sized_and_fixed_by_seed(tmp_path: Path) ->
     directory = str(write_dataset(tmp_path / "d", n_train=300))
 
     def ids(images: np.ndarray) -> set[int]:
-        return set((images[:, 12, 12].astype(int) + 256 * images[:, 12, 13].astype(int)).tolist())
+        return set((images[:, 12, 12, 0].astype(int)
+                    + 256 * images[:, 12, 13, 0].astype(int)).tolist())
 
     splits = load_splits("mnist", data_dir=directory, val_size=40, seed=3)
     assert len(splits.val_images) == len(splits.val_labels) == 40
@@ -235,8 +241,8 @@ def test_validation_split_is_disjoint_sized_and_fixed_by_seed(tmp_path: Path) ->
 
 def test_real_splits(data_dir: str) -> None:
     splits = load_splits("mnist", data_dir=data_dir)
-    assert splits.train_images.shape == (55000, 28, 28)
-    assert splits.val_images.shape == (5000, 28, 28)
+    assert splits.train_images.shape == (55000, 28, 28, 1)
+    assert splits.val_images.shape == (5000, 28, 28, 1)
     assert splits.test_labels.shape == (10000,) and splits.test_labels.dtype == np.int32
     assert splits.name == "mnist" and splits.num_classes == 10
 

@@ -24,7 +24,7 @@ from export.episode import EpisodeModule
 from export.pipeline import FULL_MODEL, INFO_FILE, SAVED_MODEL, STEP_MODEL
 from export.saved_model import compare
 from tf_glimpse.config import GlimpseConfig
-from tf_glimpse.data import load_splits
+from tf_glimpse.data.sources import config_splits
 from tf_glimpse.model.sensor import GlimpseSensor
 from tf_glimpse.training.runs import RunError, load_agent
 from tf_glimpse.training.trainer import Trainer
@@ -47,7 +47,7 @@ def run_dir(tmp_path_factory, data_dir) -> Path:
                            stride=7, steps=4, subset=4096, val_size=600, batch_size=64,
                            epochs=3, pretrain=True, pretrain_epochs=1, lr=3e-3,
                            context=False, jit_compile=False, **SMALL)
-    splits = load_splits("mnist", data_dir, config.val_size, config.seed, config.subset)
+    splits = config_splits(config, data_dir)
     splits = dataclasses.replace(splits, test_images=splits.test_images[:256],
                                  test_labels=splits.test_labels[:256])
     path = tmp_path_factory.mktemp("runs") / "tiny"
@@ -260,12 +260,13 @@ def test_export_info_describes_the_step_interface(exported, run_dir):
     assert "validation canvases" in written["verification"]["images"]
 
 
-@pytest.mark.parametrize("img_size, patch, stride, scales", [(28, 8, 4, 1), (28, 3, 3, 2),
-                                                             (32, 4, 4, 3)])
-def test_read_glimpse_matches_the_sensor(img_size, patch, stride, scales):
+@pytest.mark.parametrize("img_size, patch, stride, scales, channels",
+                         [(28, 8, 4, 1, 1), (28, 3, 3, 2, 1), (32, 4, 4, 3, 1), (32, 4, 4, 3, 3)])
+def test_read_glimpse_matches_the_sensor(img_size, patch, stride, scales, channels):
     sensor = GlimpseSensor(img_size, patch, stride, scales)
     grid = sensor.grid
-    image = np.random.default_rng(0).integers(0, 256, [img_size, img_size, 1]).astype(np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, [img_size, img_size, channels]
+                                              ).astype(np.uint8)
     actions = np.arange(grid.num_actions)
     expected = sensor(np.repeat(image[None] / np.float32(255.0), len(actions), 0), actions)
     info_grid = {"img_size": img_size, "patch_size": patch, "stride": stride, "scales": scales,

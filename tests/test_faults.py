@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tf_glimpse import cli
 from tf_glimpse.config import GlimpseConfig
-from tf_glimpse.data.sources import load_splits
+from tf_glimpse.data.sources import config_splits
 from tf_glimpse.training import step as train_step
 from tf_glimpse.training.runs import TrainingError, restore_last_good
 from tf_glimpse.training.trainer import Trainer
@@ -57,7 +57,7 @@ class StopAfter(Trainer):
 
 def test_stop_and_resume_at_an_epoch_boundary_ends_with_the_same_weights(tmp_path, data_dir):
     config = GlimpseConfig(data_dir=data_dir, epochs=2, **TINY)
-    splits = load_splits(config.dataset, data_dir, config.val_size, config.seed, config.subset)
+    splits = config_splits(config, data_dir)
     splits = dataclasses.replace(splits, test_images=splits.test_images[:256],
                                  test_labels=splits.test_labels[:256])
     whole = Trainer(config, tmp_path / "whole", splits=splits, verbose=0)

@@ -60,6 +60,7 @@ RUN_HERE = {
     "benchmarks/ram_benchmark.py": "test_ram_benchmark_command_appends_a_row_and_prints_it",
     "benchmarks/results_table.py": "test_results_table_command_prints_the_table_and_plots",
     "benchmarks/fault_injection.py": "test_fault_injection_command_resumes_without_loss",
+    "-m tf_glimpse.data.scenes": "test_scenes_command_writes_a_folder_that_train_py_learns_from",
 }
 
 # Programs the README shows that no test runs, and why.
@@ -137,6 +138,30 @@ def test_main_command_trains_and_writes_its_run(main_run):
     assert result.stdout.splitlines()[-1] == str({key: metrics[key] for key in (
         "val_accuracy", "test_accuracy", "epochs", "train_seconds")})  # The final line.
     assert not result.stderr.strip(), result.stderr[-3000:]
+
+
+# The README's "Train on your own images" command, cut to its smallest form.
+FOLDER_COMMAND = "--dataset folder:data/scenes --img_size 96 --patch_size 12 --stride 6"
+
+
+def test_scenes_command_writes_a_folder_that_train_py_learns_from(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    assert "python -m tf_glimpse.data.scenes data/scenes" in readme and FOLDER_COMMAND in readme
+    out = tmp_path / "scenes"
+    result = run("-m", "tf_glimpse.data.scenes", str(out), "--per_class", "40",
+                 "--test_per_class", "10")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1].startswith(f"wrote 150 scenes of 96x96 to {out}")
+    assert len(list((out / "red").glob("*.png"))) == 40
+    assert len(list((out / "test" / "blue").glob("*.png"))) == 10
+    command = FOLDER_COMMAND.replace("data/scenes", str(out)).split()
+    result = run("train.py", *command, "--epochs", "1", "--batch_size", "32",
+                 "--jit_compile", "False", "--summary_images_every", "0", "--quiet",
+                 "--logdir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not result.stderr.strip(), result.stderr[-3000:]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["channels"] == 3 and config["num_classes"] == 3
 
 
 def test_report_command_writes_the_report_and_no_tensorflow_log_lines(main_run):

@@ -65,9 +65,9 @@ def test_scale_one_glimpse_is_the_numpy_slice(backend):
         r, c = grid.to_row_col(action)
         expected = images[b, r * stride:r * stride + patch, c * stride:c * stride + patch, 0]
         if backend in ("matmul", "window"):
-            np.testing.assert_array_equal(glimpses[b, 0], expected)
+            np.testing.assert_array_equal(glimpses[b, 0, ..., 0], expected)
         else:
-            np.testing.assert_allclose(glimpses[b, 0], expected, atol=1e-5)
+            np.testing.assert_allclose(glimpses[b, 0, ..., 0], expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("img, patch, stride, scales", SETTINGS)
@@ -78,23 +78,42 @@ def test_backends_agree_at_every_scale_corner_and_edge(img, patch, stride, scale
     fast = GlimpseSensor(img, patch, stride, scales, backend="matmul")(images, actions).numpy()
     reference = GlimpseSensor(img, patch, stride, scales,
                               backend="crop_and_resize")(images, actions).numpy()
-    assert fast.shape == (len(actions), scales, patch, patch)
+    assert fast.shape == (len(actions), scales, patch, patch, 1)
     np.testing.assert_allclose(fast, reference, atol=1e-5)
     window = GlimpseSensor(img, patch, stride, scales, backend="window")(images, actions).numpy()
     np.testing.assert_allclose(window, reference, atol=1e-5)
 
 
-@pytest.mark.parametrize("backend", ["matmul", "window"])
-def test_sensor_compiles_with_xla_and_converts_to_tflite_builtins(backend):
+@pytest.mark.parametrize("img, patch, stride, scales", SETTINGS[:3])
+def test_colour_glimpses_are_each_channels_grayscale_glimpse(img, patch, stride, scales):
+    """C = 3: every backend reads each channel as it reads a grayscale image, and they agree."""
+    grid = ActionGrid(img, patch, stride)
+    actions = corner_and_edge_actions(grid)
+    images = np.random.default_rng(4).random((len(actions), img, img, 3)).astype(np.float32)
+    reference = GlimpseSensor(img, patch, stride, scales,
+                              backend="crop_and_resize")(images, actions).numpy()
+    assert reference.shape == (len(actions), scales, patch, patch, 3)
+    for backend in ("matmul", "window"):
+        sensor = GlimpseSensor(img, patch, stride, scales, backend=backend)
+        colour = sensor(images, actions).numpy()
+        np.testing.assert_allclose(colour, reference, atol=1e-5)
+        for channel in range(3):
+            gray = sensor(images[..., channel:channel + 1], actions).numpy()[..., 0]
+            np.testing.assert_allclose(colour[..., channel], gray, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend, channels", [("matmul", 1), ("window", 1), ("matmul", 3),
+                                               ("window", 3)])
+def test_sensor_compiles_with_xla_and_converts_to_tflite_builtins(backend, channels):
     from export.tflite import flex_ops
 
     sensor = GlimpseSensor(28, 5, 1, 3, backend=backend)
-    images = np.random.default_rng(2).random((3, 28, 28, 1)).astype(np.float32)
+    images = np.random.default_rng(2).random((3, 28, 28, channels)).astype(np.float32)
     actions = np.array([0, 100, 575], np.int32)
     compiled = tf.function(sensor, jit_compile=True)(images, actions).numpy()
     np.testing.assert_allclose(compiled, sensor(images, actions).numpy(), atol=1e-6)
     function = tf.function(lambda x, a: sensor(x, a)).get_concrete_function(
-        tf.TensorSpec([1, 28, 28, 1], tf.float32), tf.TensorSpec([1], tf.int32))
+        tf.TensorSpec([1, 28, 28, channels], tf.float32), tf.TensorSpec([1], tf.int32))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     assert flex_ops(converter.convert()) == []
@@ -105,11 +124,11 @@ def test_second_scale_is_the_2x2_mean_and_outside_reads_zero():
     images = np.arange(64, dtype=np.float32).reshape(1, 8, 8, 1) + 1.0
     grid = ActionGrid(img, patch, stride)
     action = grid.to_action(1, 1)  # Patch [2:4, 2:4]; scale 1 covers [1:5, 1:5].
-    glimpse = GlimpseSensor(img, patch, stride, 2)(images, np.array([action])).numpy()[0, 1]
+    glimpse = GlimpseSensor(img, patch, stride, 2)(images, np.array([action])).numpy()[0, 1, ..., 0]
     window = images[0, 1:5, 1:5, 0]
     expected = window.reshape(2, 2, 2, 2).mean(axis=(1, 3))
     np.testing.assert_allclose(glimpse, expected, rtol=1e-6)
-    corner = GlimpseSensor(img, patch, stride, 2)(images, np.array([0])).numpy()[0, 1]
+    corner = GlimpseSensor(img, patch, stride, 2)(images, np.array([0])).numpy()[0, 1, ..., 0]
     padded = np.pad(images[0, :, :, 0], 1)[0:4, 0:4]  # Scale 1 of the corner covers [-1:3].
     np.testing.assert_allclose(corner, padded.reshape(2, 2, 2, 2).mean(axis=(1, 3)), rtol=1e-6)
     assert np.isclose(corner[0, 0], images[0, 0, 0, 0] / 4)
@@ -126,7 +145,7 @@ def test_coarser_scales_average_whole_blocks_instead_of_skipping_pixels():
     images = np.random.default_rng(3).random((1, img, img, 1)).astype(np.float32)
     grid = ActionGrid(img, patch, stride)
     action = grid.to_action(3, 4)  # Patch [6:8, 8:10]; scale 2 covers [3:11, 5:13].
-    glimpse = GlimpseSensor(img, patch, stride, 3)(images, np.array([action])).numpy()[0, 2]
+    glimpse = GlimpseSensor(img, patch, stride, 3)(images, np.array([action])).numpy()[0, 2, ..., 0]
     window = images[0, 3:11, 5:13, 0]
     np.testing.assert_allclose(glimpse, window.reshape(2, 4, 2, 4).mean(axis=(1, 3)), rtol=1e-5)
     # Every pixel of the window counts: the weights of each output sum to one.

@@ -37,11 +37,11 @@ def test_learns_mnist_far_above_chance(tmp_path, data_dir):
     from tf_glimpse.analysis import report
     from tf_glimpse.analysis.evaluation import summarize
     from tf_glimpse.data.canvas import split_dataset
-    from tf_glimpse.data.sources import load_splits
+    from tf_glimpse.data.sources import config_splits
     from tf_glimpse.training.runs import load_agent
 
     saved, agent = load_agent(tmp_path / "run")
-    splits = load_splits(saved.dataset, saved.data_dir, saved.val_size, saved.seed, saved.subset)
+    splits = config_splits(saved)
     episodes = report.run_policy(agent, split_dataset(splits, saved, "test"), "learned_greedy")
     assert summarize(episodes)["accuracy"] == metrics["test_accuracy"]
 

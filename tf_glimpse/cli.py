@@ -143,12 +143,14 @@ def check_trainable(config: GlimpseConfig) -> None:
 def load_data(parser: argparse.ArgumentParser, config: GlimpseConfig):
     """The `Splits` of `config`; exits 2 on a bad value, 1 on bad data (numpy only, no TF)."""
     from tf_glimpse.data.idx import DataError
-    from tf_glimpse.data.sources import load_splits
+    from tf_glimpse.data.sources import config_splits
     from tf_glimpse.optional import MissingDependency
 
     try:
-        return load_splits(config.dataset, config.data_dir, config.val_size, config.seed,
-                           config.subset)
+        splits = config_splits(config)
+        for note in splits.notes:
+            print(f"note: {note}", file=sys.stderr)
+        return splits
     except ConfigError as error:
         parser.error(str(error))
     except (DataError, MissingDependency) as error:  # e.g. tfds: without tensorflow-datasets.

@@ -20,10 +20,14 @@ from tf_glimpse.errors import ConfigError
 from tf_glimpse.model.grid import ActionGrid
 
 DATASETS = ("mnist", "fashion_mnist")
+TFDS_PREFIX, FOLDER_PREFIX = "tfds:", "folder:"
+DATASET_PREFIXES = {TFDS_PREFIX: "NAME", FOLDER_PREFIX: "PATH"}
+RESIZE_MODES = ("auto", "place", "fit")
 ENCODERS = ("mlp", "cnn")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 SENSOR_BACKENDS = ("matmul", "crop_and_resize", "window")
 DIGIT_SIZE = 28  # MNIST and Fashion-MNIST images are 28 x 28.
+MIN_IMG_SIZE = 8  # The smallest canvas; images larger than it are placed or resized to it.
 
 
 def option(default: Any, section: str, help: str, **valid: Any) -> Any:
@@ -33,7 +37,8 @@ def option(default: Any, section: str, help: str, **valid: Any) -> Any:
 
     `valid`: ``low`` / ``high`` (an integer range), ``between`` (a closed range of
     numbers), ``above`` (a number > or, with ``or_zero``, >= the bound), ``choices``
-    (strings; ``prefix`` admits PREFIXNAME too), ``optional`` (None allowed); nothing
+    (strings; ``prefixes`` maps each admitted prefix to what follows it, e.g.
+    {"tfds:": "NAME"}), ``optional`` (None allowed); nothing
     for booleans and free text.
     """
     return dataclasses.field(default=default, metadata={"section": section, "help": help,
@@ -49,19 +54,29 @@ class GlimpseConfig:
 
     # Data and canvases.
     dataset: str = option(
-        "mnist", "data", "mnist, fashion_mnist or tfds:NAME (a grayscale 28x28 TFDS dataset; "
-        "needs internet)", choices=DATASETS, prefix="tfds:")
+        "mnist", "data", "mnist, fashion_mnist, tfds:NAME (any TFDS image-classification data "
+        "set; needs internet unless prepared) or folder:PATH (one subfolder of images per "
+        "class, optional test/)", choices=DATASETS, prefixes=DATASET_PREFIXES)
     data_dir: str | None = option(
         None, "data", "directory with the four IDX .gz files (default: $TF_GLIMPSE_DATA_DIR, "
         "then data/<dataset>)")
     img_size: int = option(64, "data", "canvas size I (28 = plain digits; larger = translated "
-                           "digit)", low=DIGIT_SIZE)
-    clutter_count: int = option(4, "data", "number of clutter pieces pasted on each canvas",
-                                low=0)
+                           "digit)", low=MIN_IMG_SIZE)
+    # Objects smaller than the canvas are placed at random positions, as digits always
+    # are; images larger than it cannot be, so "auto" resizes those to the canvas.
+    resize: str = option("auto", "data", "how images meet the canvas: place (pasted at a random "
+                         "position, at most I x I), fit (resized to I x I) or auto (place if "
+                         "every image fits, else fit)", choices=RESIZE_MODES)
+    skip_bad_images: bool = option(False, "data", "folder:PATH data sets: leave out files that "
+                                   "are not readable images (and say how many) instead of "
+                                   "stopping at the first")
+    clutter_count: int = option(4, "data", "number of clutter pieces pasted on each canvas "
+                                "(none when the images fill it)", low=0)
     clutter_size: int = option(8, "data", "side of each clutter piece in pixels", low=1,
                                high=DIGIT_SIZE)
-    val_size: int = option(5000, "data", "validation images held out from the training set",
-                           low=0, high=50000)
+    val_size: int | None = option(None, "data", "validation images held out from the training "
+                                  "set (default: 5000, at most a tenth of them)", low=0,
+                                  high=50000, optional=True)
     subset: int | None = option(None, "data", "train on the first N training images only "
                                 "(quick runs)", low=1, optional=True)
     # A new offset every epoch; validation and test canvases are never shifted.
@@ -70,6 +85,8 @@ class GlimpseConfig:
     # Set from the data set when training starts (MNIST and Fashion-MNIST: 10; a TFDS
     # data set: its own count) and stored in config.json: not a command-line flag.
     num_classes: int = option(10, "derived", "classes of the data set", low=2)
+    channels: int = option(1, "derived", "colour channels of the images (1 or 3)", low=1,
+                           high=3)
 
     # Action grid and glimpse sensor.
     patch_size: int = option(8, "sensor", "glimpse patch size P", low=1)
@@ -219,6 +236,8 @@ class GlimpseConfig:
                 f"valid range: 1..{min(DIGIT_SIZE, self.img_size)}"
             )
         _check_min("augment_shift", self.augment_shift, 0, upper=self.img_size // 4)
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels={self.channels} is not supported; valid values: 1, 3")
         if self.embedding_units % self.attention_heads:
             raise ConfigError(
                 f"attention_heads={self.attention_heads} must divide "
@@ -281,7 +300,8 @@ RESUMABLE_FIELDS = frozenset({"epochs", "minutes", "data_dir", "jit_compile", "s
 def valid_values(metadata) -> str:
     """The valid values of a field, as its `option` states them ("" when not stated)."""
     if "choices" in metadata:
-        extra = f", {metadata['prefix']}NAME" if "prefix" in metadata else ""
+        prefixes = metadata.get("prefixes", {})
+        extra = "".join(f", {prefix}{what}" for prefix, what in prefixes.items())
         return ", ".join(metadata["choices"]) + extra
     if "low" in metadata:
         return (f"{metadata['low']}..{metadata['high']}" if "high" in metadata
@@ -298,7 +318,7 @@ def _check_field(name: str, value: Any, metadata) -> None:
     if value is None and metadata.get("optional"):
         return
     if "choices" in metadata:
-        _check_choice(name, value, metadata["choices"], metadata.get("prefix", ""))
+        _check_choice(name, value, metadata["choices"], metadata.get("prefixes", {}))
     elif "low" in metadata:
         _check_min(name, value, metadata["low"], metadata.get("high"))
     elif "between" in metadata:
@@ -309,11 +329,13 @@ def _check_field(name: str, value: Any, metadata) -> None:
         _check_positive(name, value, allow_zero=metadata.get("or_zero", False))
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...], allow_prefix: str = "") -> None:
-    if value in choices or (allow_prefix and value.startswith(allow_prefix)
-                            and len(value) > len(allow_prefix)):
+def _check_choice(name: str, value: str, choices: tuple[str, ...],
+                  prefixes: dict[str, str] | None = None) -> None:
+    prefixes = prefixes or {}
+    if value in choices or any(value.startswith(prefix) and len(value) > len(prefix)
+                               for prefix in prefixes):
         return
-    extra = f" or {allow_prefix}NAME" if allow_prefix else ""
+    extra = "".join(f", {prefix}{what}" for prefix, what in prefixes.items())
     raise ConfigError(f"{name}={value!r} is not supported; "
                       f"valid values: {', '.join(choices)}{extra}")
 

@@ -47,7 +47,7 @@ class Episodes:
     probs: np.ndarray      # [n, T, C] class probabilities after each step, mean over samples
     boxes: np.ndarray      # [n, 4] target boxes (top, left, bottom, right)
     labels: np.ndarray     # [n]
-    images: np.ndarray     # [k, I, I, 1] the first k canvases (k = keep_images)
+    images: np.ndarray     # [k, I, I, C] the first k canvases (k = keep_images)
 
 
 def episode_function(model: Any, jit_compile: bool = False) -> Callable:

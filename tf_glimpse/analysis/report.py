@@ -216,7 +216,7 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
     from tf_glimpse.analysis.metrics import sequence_diversity
     from tf_glimpse.analysis.visualize import save_attention_gifs
     from tf_glimpse.data.canvas import split_dataset
-    from tf_glimpse.data.sources import load_splits
+    from tf_glimpse.data.sources import config_splits
     from tf_glimpse.optional import require
     from tf_glimpse.progress import progress_bar
     from tf_glimpse.training.runs import RunError, check_data, latest_checkpoint, load_agent
@@ -226,8 +226,7 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
     if gifs:
         require("imageio", "the attention GIFs")
     config, agent = load_agent(run_dir, checkpoint)
-    splits = load_splits(config.dataset, data_dir or config.data_dir, config.val_size,
-                         config.seed, config.subset)
+    splits = config_splits(config, data_dir)
     check_data(run_dir, splits, data_dir or config.data_dir)
     dataset = split_dataset(splits, config, "test")
     grid = config.grid

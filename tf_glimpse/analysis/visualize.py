@@ -161,11 +161,18 @@ def draw_line(frame: np.ndarray, start: Sequence[float], end: Sequence[float], c
 
 
 def colour_canvas(image: np.ndarray, upscale: int) -> np.ndarray:
-    """A canvas [I, I] or [I, I, 1] in [0, 1] -> uint8 RGB [I*u, I*u, 3], navy to white."""
-    values = np.clip(np.asarray(image, np.float32).reshape(image.shape[0], image.shape[1]), 0, 1)
-    values = np.rint(values * (CANVAS_LEVELS - 1)) / (CANVAS_LEVELS - 1)
-    low, high = np.array(BACKGROUND, np.float32), np.array(FOREGROUND, np.float32)
-    rgb = np.rint(low + values[..., None] * (high - low)).astype(np.uint8)
+    """A canvas [I, I] or [I, I, C] in [0, 1] -> uint8 RGB [I*u, I*u, 3].
+
+    Grayscale (C = 1) is drawn navy to white, colour (C = 3) in its own colours.
+    """
+    image = np.asarray(image, np.float32)
+    if image.ndim == 3 and image.shape[-1] == 3:
+        rgb = np.rint(np.clip(image, 0, 1) * 255.0).astype(np.uint8)
+    else:
+        values = np.clip(image.reshape(image.shape[0], image.shape[1]), 0, 1)
+        values = np.rint(values * (CANVAS_LEVELS - 1)) / (CANVAS_LEVELS - 1)
+        low, high = np.array(BACKGROUND, np.float32), np.array(FOREGROUND, np.float32)
+        rgb = np.rint(low + values[..., None] * (high - low)).astype(np.uint8)
     return np.repeat(np.repeat(rgb, upscale, axis=0), upscale, axis=1)
 
 
@@ -332,7 +339,7 @@ def trajectory_images(images: np.ndarray, actions: np.ndarray, step_probs: np.nd
                       upscale: int | None = None) -> np.ndarray:
     """Whole episodes, one picture per canvas -> uint8 [n, H, W, 3] for ``tf.summary.image``.
 
-    images [n, I, I, 1] in [0, 1], actions [n, T], step_probs [n, T, C] (softmax of
+    images [n, I, I, C] in [0, 1], actions [n, T], step_probs [n, T, C] (softmax of
     ``step_logits``); the prediction shown is the one after the last step.
     Tensors are accepted (converted with numpy).
     """

@@ -1,15 +1,19 @@
-"""Canvases: digits pasted onto larger images, with clutter, as a tf.data pipeline.
+"""Canvases: objects pasted onto larger images, with clutter, as a tf.data pipeline.
 
-A canvas is an I x I image holding one 28 x 28 digit at a uniformly random integer
+A canvas is an I x I x C image holding one S x S object (a 28 x 28 digit, or any
+image set's picture, `tf_glimpse.data.folder.fit_images`) at a uniformly random integer
 position, plus `clutter_count` pieces of `clutter_size` x `clutter_size` pixels cut
-at random positions out of *other* random digits and pasted at random positions
+at random positions out of *other* random objects and pasted at random positions
 (the "cluttered translated MNIST" of recurrent attention models).  Overlaps
-combine with an elementwise max, so values stay in [0, 1].
+combine with an elementwise max, so values stay in [0, 1].  An object as large as
+the canvas (S = I) is the canvas: there is nowhere to move it and no background to
+clutter.
 
 Canvases are made in TensorFlow inside `tf.data`, a whole batch at a time: every
-digit pixel and clutter pixel gets a flat canvas index, and one
-`unsorted_segment_max` over those indices writes them all into a zero canvas.  This touches only
-the B * (784 + k * c * c) pasted pixels instead of k + 1 full canvases per example.
+object pixel and clutter pixel gets a flat canvas index, and one
+`unsorted_segment_max` over those indices writes them all (C values each) into a zero
+canvas.  This touches only the B * (S * S + k * c * c) pasted pixels instead of k + 1
+full canvases per example.
 
 Randomness is only stateless (`tf.random.stateless_*`), seeded per batch by
 
@@ -29,8 +33,6 @@ import tensorflow as tf
 
 from tf_glimpse.config import DIGIT_SIZE, GlimpseConfig
 from tf_glimpse.data.sources import Splits
-
-DIGIT_PIXELS = DIGIT_SIZE * DIGIT_SIZE
 
 # Seed offsets of the fixed evaluation canvases, so validation, test and training
 # canvases never share a random stream.
@@ -57,10 +59,12 @@ _PIPELINE_OPTIONS.autotune.enabled = False
 def digit_boxes(images: np.ndarray) -> np.ndarray:
     """Bounding boxes [n, 4] int32 (top, left, bottom, right), half-open, of nonzero pixels.
 
-    An all-zero image gets the empty box (0, 0, 0, 0).
+    images [n, S, S] or [n, S, S, C].  An all-zero image gets the empty box (0, 0, 0, 0).
     """
     images = np.asarray(images)
-    rows, cols = images.any(axis=2), images.any(axis=1)  # [n, 28]: row / column has ink
+    if images.ndim == 4:
+        images = images.any(axis=-1)
+    rows, cols = images.any(axis=2), images.any(axis=1)  # [n, S]: row / column has ink
     height, width = images.shape[1:]
     boxes = np.stack([
         rows.argmax(axis=1),
@@ -73,12 +77,13 @@ def digit_boxes(images: np.ndarray) -> np.ndarray:
 
 
 def sample_layout(indices: tf.Tensor, num_images: int, seed: tf.Tensor, img_size: int,
-                  clutter_count: int, clutter_size: int) -> dict[str, tf.Tensor]:
+                  clutter_count: int, clutter_size: int, object_size: int = DIGIT_SIZE
+                  ) -> dict[str, tf.Tensor]:
     """The random choices behind a batch of canvases, all int32.
 
-    Returns `offset` [B, 2] (digit top-left on the canvas), `clutter_source` [B, k]
-    (index of another digit), `clutter_crop` [B, k, 2] (top-left of the piece in
-    that digit) and `clutter_paste` [B, k, 2] (top-left of the piece on the canvas).
+    Returns `offset` [B, 2] (object top-left on the canvas), `clutter_source` [B, k]
+    (index of another object), `clutter_crop` [B, k, 2] (top-left of the piece in
+    that object, of side `object_size`) and `clutter_paste` [B, k, 2] (top-left of the piece on the canvas).
     Each comes from its own stream of `seed`, so e.g. the digit offsets do not
     depend on `clutter_count`.
     """
@@ -97,80 +102,89 @@ def sample_layout(indices: tf.Tensor, num_images: int, seed: tf.Tensor, img_size
     else:
         source = tf.zeros([batch, k], tf.int32)
     return {
-        "offset": uniform([batch, 2], offset_seed, img_size - DIGIT_SIZE + 1),
+        "offset": uniform([batch, 2], offset_seed, img_size - object_size + 1),
         "clutter_source": source,
-        "clutter_crop": uniform([batch, k, 2], crop_seed, DIGIT_SIZE - c + 1),
+        "clutter_crop": uniform([batch, k, 2], crop_seed, object_size - c + 1),
         "clutter_paste": uniform([batch, k, 2], paste_seed, img_size - c + 1),
     }
 
 
 def make_canvases(images: tf.Tensor, boxes: tf.Tensor, indices: tf.Tensor, seed: tf.Tensor,
                   img_size: int, clutter_count: int, clutter_size: int) -> dict[str, tf.Tensor]:
-    """A batch of canvases for the digits `images[indices]`.
+    """A batch of canvases for the objects `images[indices]`.
 
     Args:
-      images: uint8 [n, 28, 28], all digits (clutter is cut from them too).
+      images: uint8 [n, S, S, C] (or [n, S, S]: one channel), all objects (clutter is cut
+        from them too).
       boxes: int32 [n, 4], `digit_boxes(images)`.
       indices: int [B], the digits to paste.
       seed: int [2], a stateless seed; equal seeds give equal canvases.
       img_size, clutter_count, clutter_size: canvas size I, pieces k, piece size c.
 
     Returns:
-      {"image": float32 [B, I, I, 1] in [0, 1], "box": int32 [B, 4]}: box is the
-      digit's nonzero bounding box (top, left, bottom, right) in canvas pixels.
+      {"image": float32 [B, I, I, C] in [0, 1], "box": int32 [B, 4]}: box is the
+      object's nonzero bounding box (top, left, bottom, right) in canvas pixels.
     """
-    if img_size < DIGIT_SIZE:
-        raise ValueError(f"img_size={img_size} is smaller than the {DIGIT_SIZE}-pixel digits")
-    if clutter_count > 0 and not 1 <= clutter_size <= DIGIT_SIZE:
-        raise ValueError(f"clutter_size={clutter_size} is out of range; valid range: "
-                         f"1..{DIGIT_SIZE}")
     images = tf.convert_to_tensor(images, tf.uint8)
+    if images.shape.rank == 3:
+        images = images[..., None]
+    object_size = images.shape[1]
+    if img_size < object_size:
+        raise ValueError(f"img_size={img_size} is smaller than the {object_size}-pixel objects")
+    if object_size == img_size:
+        clutter_count = 0  # the object fills the canvas: no background to clutter
+    if clutter_count > 0 and not 1 <= clutter_size <= object_size:
+        raise ValueError(f"clutter_size={clutter_size} is out of range; valid range: "
+                         f"1..{object_size}")
     indices = tf.cast(indices, tf.int32)
     num_images = images.shape[0]
     if num_images is None:
         raise ValueError("make_canvases needs `images` with a static number of digits")
-    layout = sample_layout(indices, num_images, seed, img_size, clutter_count, clutter_size)
+    layout = sample_layout(indices, num_images, seed, img_size, clutter_count, clutter_size,
+                           object_size)
 
-    digits = tf.gather(images, indices)
+    objects = tf.gather(images, indices)
     box = tf.gather(tf.cast(boxes, tf.int32), indices) + tf.tile(layout["offset"], [1, 2])
-    if img_size == DIGIT_SIZE and clutter_count == 0:
-        canvas = digits  # plain digits: nothing to move or add
+    if img_size == object_size:
+        canvas = objects  # the object is the canvas: nothing to move or add
     else:
-        canvas = _paste(images, digits, layout, img_size, clutter_count, clutter_size)
-    return {"image": tf.cast(canvas, tf.float32)[..., None] / 255.0, "box": box}
+        canvas = _paste(images, objects, layout, img_size, clutter_count, clutter_size)
+    return {"image": tf.cast(canvas, tf.float32) / 255.0, "box": box}
 
 
-def _paste(images: tf.Tensor, digits: tf.Tensor, layout: dict[str, tf.Tensor], img_size: int,
+def _paste(images: tf.Tensor, objects: tf.Tensor, layout: dict[str, tf.Tensor], img_size: int,
            clutter_count: int, clutter_size: int) -> tf.Tensor:
-    """uint8 canvases [B, I, I]: digits and clutter pieces combined by max on zeros."""
-    batch = tf.shape(digits)[0]
+    """uint8 canvases [B, I, I, C]: objects and clutter pieces combined by max on zeros."""
+    batch = tf.shape(objects)[0]
+    side, channels = images.shape[1], images.shape[-1]
     area = img_size * img_size
     canvas_start = tf.range(batch) * area  # flat index of each canvas's pixel (0, 0)
 
     def top_left(position: tf.Tensor, width: int) -> tf.Tensor:
         return position[..., 0] * width + position[..., 1]
 
-    # Digit pixel (y, x) goes to canvas pixel (oy + y, ox + x).
-    digit_target = (canvas_start + top_left(layout["offset"], img_size))[:, None] \
-        + _block_offsets(DIGIT_SIZE, img_size)[None, :]
-    targets = [tf.reshape(digit_target, [-1])]
-    values = [tf.reshape(digits, [-1])]
+    # Object pixel (y, x) goes to canvas pixel (oy + y, ox + x).
+    object_target = (canvas_start + top_left(layout["offset"], img_size))[:, None] \
+        + _block_offsets(side, img_size)[None, :]
+    targets = [tf.reshape(object_target, [-1])]
+    values = [tf.reshape(objects, [-1, channels])]
 
     if clutter_count > 0:
-        # Piece pixel (y, x) comes from source pixel (cy + y, cx + x) of digit s and
+        # Piece pixel (y, x) comes from source pixel (cy + y, cx + x) of object s and
         # goes to canvas pixel (py + y, px + x).
-        piece_source = layout["clutter_source"] * DIGIT_PIXELS \
-            + top_left(layout["clutter_crop"], DIGIT_SIZE)
+        piece_source = layout["clutter_source"] * side * side \
+            + top_left(layout["clutter_crop"], side)
         piece_target = canvas_start[:, None] + top_left(layout["clutter_paste"], img_size)
-        source_pixels = piece_source[..., None] + _block_offsets(clutter_size, DIGIT_SIZE)
+        source_pixels = piece_source[..., None] + _block_offsets(clutter_size, side)
         target_pixels = piece_target[..., None] + _block_offsets(clutter_size, img_size)
-        values.append(tf.gather(tf.reshape(images, [-1]), tf.reshape(source_pixels, [-1])))
+        values.append(tf.gather(tf.reshape(images, [-1, channels]),
+                                tf.reshape(source_pixels, [-1])))
         targets.append(tf.reshape(target_pixels, [-1]))
 
     # A max over the values sent to each pixel; pixels that get none are 0 (uint8 lowest).
     canvas = tf.math.unsorted_segment_max(tf.concat(values, axis=0), tf.concat(targets, axis=0),
                                           num_segments=batch * area)
-    return tf.reshape(canvas, [batch, img_size, img_size])
+    return tf.reshape(canvas, [batch, img_size, img_size, channels])
 
 
 def _block_offsets(size: int, row_width: int) -> tf.Tensor:
@@ -202,7 +216,7 @@ def shift_canvases(canvases: tf.Tensor, boxes: tf.Tensor, seed: tf.Tensor, max_s
                    ) -> tuple[tf.Tensor, tf.Tensor]:
     """Move each canvas by a random whole-pixel offset (dy, dx), each in -max_shift..max_shift.
 
-    canvases float32 [B, I, I, 1], boxes int32 [B, 4] (top, left, bottom, right) ->
+    canvases float32 [B, I, I, C], boxes int32 [B, 4] (top, left, bottom, right) ->
     both moved; pixels shifted in from outside are zero, boxes are clipped to the canvas.
     A data augmentation for training canvases (`GlimpseConfig.augment_shift`).
     """
@@ -232,6 +246,8 @@ def canvas_dataset(images: np.ndarray, labels: np.ndarray, *, img_size: int, clu
     every canvas by a random offset (`shift_canvases`).
     """
     images = np.asarray(images, np.uint8)
+    if images.ndim == 3:  # [n, S, S]: one channel
+        images = images[..., None]
     labels = np.asarray(labels)
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")

@@ -46,7 +46,7 @@ from tf_glimpse.model.sensor import GlimpseSensor
 
 @keras.saving.register_keras_serializable(package="tf_glimpse")
 class GlimpseAgent(keras.Model):
-    """Images [B, I, I, 1] (float in [0, 1]) -> a dict describing one episode.
+    """Images [B, I, I, C] (float in [0, 1]) -> a dict describing one episode.
 
     (Over 80 lines: the step's pieces, `initial_state`, `observe`, `remember` and
     `next_logits`, are methods because the exported step model calls them one by one.)
@@ -55,7 +55,7 @@ class GlimpseAgent(keras.Model):
     ``actions`` [B, T] int32, ``locations`` [B, T, 2] (x, y), ``log_probs`` [B, T],
     ``entropies`` [B, T], ``baselines`` [B, T], ``policy_logits`` [B, T, A],
     ``step_logits`` [B, T, C] (the classifier), ``memory_logits`` [B, T, C] (the
-    memory's own head, read by its training loss only) and ``glimpses`` [B, T, k, P, P].
+    memory's own head, read by its training loss only) and ``glimpses`` [B, T, k, P, P, C].
     """
 
     def __init__(self, config: GlimpseConfig | dict, **kwargs):
@@ -89,7 +89,7 @@ class GlimpseAgent(keras.Model):
     def from_glimpse_config(cls, config: GlimpseConfig) -> GlimpseAgent:
         """The agent described by a run's `GlimpseConfig`, built and ready to use."""
         agent = cls(config)
-        agent(tf.zeros([1, config.img_size, config.img_size, 1]))
+        agent(tf.zeros([1, config.img_size, config.img_size, config.channels]))
         return agent
 
     # --------------------------------------------------------------- one step
@@ -120,7 +120,7 @@ class GlimpseAgent(keras.Model):
 
     def remember(self, glimpses: tf.Tensor, actions: tf.Tensor,
                  state: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
-        """Encode glimpses [B, k, P, P] taken at `actions` [B], update the memory.
+        """Encode glimpses [B, k, P, P, C] taken at `actions` [B], update the memory.
 
         Returns (embedding e_t [B, D], new state [h, c]).  The training episode and
         the exported step model (which gets its glimpses from outside) both use it.

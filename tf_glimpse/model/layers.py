@@ -27,7 +27,7 @@ _MASKED = -1e9  # The distribution's logit of a visited cell: probability 0.
 
 @keras.saving.register_keras_serializable(package="tf_glimpse")
 class GlimpseEncoder(keras.layers.Layer):
-    """Glimpses [B, k, P, P] and locations [B, 2] (x, y in [0, 1]) -> embeddings [B, D].
+    """Glimpses [B, k, P, P, C] and locations [B, 2] (x, y in [0, 1]) -> embeddings [B, D].
 
     As in RAM's glimpse network, the "what" and "where" pathways are embedded
     separately and combined: ``e = relu((W_what h_what + W_where h_where) + b)``.  The
@@ -35,8 +35,8 @@ class GlimpseEncoder(keras.layers.Layer):
     remapper fuses relu(BiasAdd(MatMul) + MatMul), and grappler then logs "Node ... has
     an empty op name" every time a graph of the agent runs outside XLA (the report, a
     reloaded SavedModel).
-    `kind="mlp"` flattens the glimpse; `kind="cnn"` treats the k scales as channels of
-    two 3x3 convolutions.
+    `kind="mlp"` flattens the glimpse; `kind="cnn"` treats the k scales (times the C
+    colour channels) as the channels of two 3x3 convolutions.
     """
 
     def __init__(self, kind: str = "mlp", glimpse_units: int = 128, location_units: int = 64,
@@ -67,7 +67,11 @@ class GlimpseEncoder(keras.layers.Layer):
                                     name="bias")
 
     def call(self, glimpses: tf.Tensor, locations: tf.Tensor) -> tf.Tensor:
-        x = tf.transpose(glimpses, [0, 2, 3, 1]) if self.kind == "cnn" else glimpses
+        x = glimpses
+        if self.kind == "cnn":  # [B, k, P, P, C] -> [B, P, P, k * C]: scales as channels
+            _, scales, height, width, channels = glimpses.shape
+            x = tf.reshape(tf.transpose(glimpses, [0, 2, 3, 1, 4]),
+                           [-1, height, width, scales * channels])
         for layer in self.features:
             x = layer(x)
         what = self.what_out(self.what_hidden(x))
@@ -144,7 +148,7 @@ class StepClassifier(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tf_glimpse")
 class ContextNetwork(keras.layers.Layer):
-    """Images [B, I, I, 1] -> the memory's initial state [h, c], each [B, M].
+    """Images [B, I, I, C] -> the memory's initial state [h, c], each [B, M].
 
     The canvas is average-pooled by f = max(1, I // P) to about P x P pixels (a
     coarse view, like the sensor's coarsest scale), then two dense layers give

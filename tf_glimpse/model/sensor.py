@@ -1,8 +1,9 @@
 """The glimpse sensor: read k small patches around a grid location.
 
-`GlimpseSensor` maps images [B, I, I, 1] and action ids [B] to glimpses
-[B, k, P, P] for k scales.  Scale j covers P * 2**j pixels around the same centre
-and is resized to P x P; pixels outside the image read as zero.
+`GlimpseSensor` maps images [B, I, I, C] (C = 1 or 3 channels) and action ids [B]
+to glimpses [B, k, P, P, C] for k scales, every channel resampled alike.  Scale j
+covers P * 2**j pixels around the same centre and is resized to P x P; pixels
+outside the image read as zero.
 
 Resampling convention (both backends): scale j is the window of P * 2**j pixels
 that starts ``m_j = P * (2**j - 1) / 2`` pixels before the patch, area-averaged
@@ -89,7 +90,7 @@ def patch_top_left(grid: ActionGrid, actions: tf.Tensor) -> tuple[tf.Tensor, tf.
 
 @keras.saving.register_keras_serializable(package="tf_glimpse")
 class GlimpseSensor(keras.layers.Layer):
-    """Keras layer: (images [B, I, I, 1], actions [B]) -> glimpses [B, k, P, P].
+    """Keras layer: (images [B, I, I, C], actions [B]) -> glimpses [B, k, P, P, C].
 
     (Over 80 lines: three backends of one sensor, which must agree to 1e-5.)
     """
@@ -119,7 +120,6 @@ class GlimpseSensor(keras.layers.Layer):
     def _window_glimpses(self, images: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         size = self.grid.img_size
         top, left = patch_top_left(self.grid, actions)  # [B] each
-        image = images[..., 0]  # [B, I, I]
         batch = tf.range(tf.shape(images)[0])
         glimpses = []
         for weights, first in self._windows:
@@ -133,18 +133,22 @@ class GlimpseSensor(keras.layers.Layer):
             index = tf.stack([tf.broadcast_to(batch[:, None, None], shape),
                               tf.broadcast_to(rows[:, :, None], shape),
                               tf.broadcast_to(cols[:, None, :], shape)], axis=-1)
-            window = tf.gather_nd(image, index) * inside  # [B, L, L], zeros past the edge
-            glimpses.append(tf.einsum("pl,blm,qm->bpq", weights, window, weights))
+            window = tf.gather_nd(images, index) * inside[..., None]  # [B, L, L, C], 0 past edge
+            glimpses.append(tf.einsum("pl,blmc,qm->bpqc", weights, window, weights))
         return tf.stack(glimpses, axis=1)
 
     def _matmul_glimpses(self, images: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         n = self.grid.size
         rows = tf.gather(self._table, actions // n)  # [B, k, P, I]
         cols = tf.gather(self._table, actions % n)  # [B, k, P, I]
-        image = images[..., 0]  # [B, I, I]
-        # Wy @ image: [B, k, P, I], then (.) @ Wx^T: [B, k, P, P].
-        partial = tf.einsum("bkpi,bij->bkpj", rows, image)
-        return tf.einsum("bkpj,bkqj->bkpq", partial, cols)
+        size, channels = self.grid.img_size, images.shape[-1]
+        # Wy @ image: [B, k, P, I * C] (the channels ride along with the columns), then
+        # (.) @ Wx^T per channel: [B, k, P, P, C].  For C = 1 the reshapes are free and
+        # the products are those of a grayscale sensor.
+        flat = tf.reshape(images, [-1, size, size * channels])
+        partial = tf.einsum("bkpi,bix->bkpx", rows, flat)
+        partial = tf.reshape(partial, [-1, self.scales, self.grid.patch_size, size, channels])
+        return tf.einsum("bkpjc,bkqj->bkpqc", partial, cols)
 
     def _crop_and_resize_glimpses(self, images: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         p, size = self.grid.patch_size, self.grid.img_size
@@ -163,12 +167,13 @@ class GlimpseSensor(keras.layers.Layer):
             window = tf.image.crop_and_resize(padded, boxes, tf.range(batch),
                                               [p * factor, p * factor])
             crops = tf.nn.avg_pool2d(window, factor, factor, "VALID")
-            glimpses.append(crops[..., 0])
+            glimpses.append(crops)
         return tf.stack(glimpses, axis=1)
 
     def compute_output_shape(self, input_shape):
-        batch = input_shape[0][0] if isinstance(input_shape[0], (list, tuple)) else None
-        return (batch, self.scales, self.grid.patch_size, self.grid.patch_size)
+        images_shape = input_shape[0] if isinstance(input_shape[0], (list, tuple)) else input_shape
+        p = self.grid.patch_size
+        return (images_shape[0], self.scales, p, p, images_shape[-1])
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -228,9 +228,20 @@ DATA_FILE = "data.json"  # The fingerprint of the data set a run began with.
 
 
 def record_data(run_dir: Path, splits) -> None:
-    """Write `run_dir/data.json`: the name and fingerprint of the run's data (`Splits`)."""
+    """Write `run_dir/data.json`: the name, fingerprint and class names of the run's data
+    (`Splits`)."""
     write_json(Path(run_dir) / DATA_FILE, {"dataset": splits.name,
-                                           "fingerprint": splits.fingerprint})
+                                           "fingerprint": splits.fingerprint,
+                                           "class_names": list(splits.class_names)})
+
+
+def recorded_class_names(run_dir: str | Path) -> list[str] | None:
+    """The class names data.json recorded for the run, or None (older runs, no file)."""
+    try:
+        names = json.loads((Path(run_dir) / DATA_FILE).read_text()).get("class_names")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return [str(name) for name in names] if names else None
 
 
 def check_data(run_dir: str | Path, splits, data_dir: str | None) -> None:

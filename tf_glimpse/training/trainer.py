@@ -33,7 +33,7 @@ import tensorflow as tf
 from tf_glimpse.analysis.evaluation import episode_function, evaluate
 from tf_glimpse.config import ConfigError, GlimpseConfig
 from tf_glimpse.data.canvas import split_dataset
-from tf_glimpse.data.sources import Splits, load_splits
+from tf_glimpse.data.sources import Splits, config_splits
 from tf_glimpse.model.agent import GlimpseAgent
 from tf_glimpse.progress import progress_bar
 from tf_glimpse.training import summaries
@@ -61,10 +61,10 @@ class Trainer:
                  splits: Splits | None = None, verbose: int = 1):
         self.logdir = Path(logdir)
         self.verbose = verbose
-        self.splits = splits or load_splits(config.dataset, config.data_dir, config.val_size,
-                                            config.seed, config.subset)
-        # The number of classes comes from the data (config.json stores it).
-        self.config = config = config.replace(num_classes=self.splits.num_classes)
+        self.splits = splits or config_splits(config)
+        # The number of classes and channels come from the data (config.json stores them).
+        self.config = config = config.replace(num_classes=self.splits.num_classes,
+                                              channels=self.splits.channels)
         self.train_size = len(self.splits.train_labels)
         # A batch holds batch_size episodes: samples_per_image episodes of each of
         # images_per_batch images.
