@@ -111,6 +111,8 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
     from tf_glimpse.data.canvas import split_dataset
     from tf_glimpse.training.runs import EpochCheckpoints, load_history, write_json
 
+    # The class and channel counts come from the data, as the agent's `Trainer` takes them.
+    config = config.replace(num_classes=splits.num_classes, channels=splits.channels)
     directory = Path(directory)
     history_path = directory / "history.json"
     if history_path.exists() and not resume:

@@ -311,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as error:
         print(f"ram_benchmark.py: error: {error}", file=sys.stderr)
         return 1
+    config = trainer.config  # with the counts the data set gives (classes, channels)
     agent["params"] = int(trainer.model.count_params())
     agent["tensorflow"] = tf.__version__
     process_wall_s = time.perf_counter() - started

@@ -115,9 +115,13 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
         name="scenes96",
         description="96x96 RGB generated scenes (`python -m tf_glimpse.data.scenes "
                     "data/scenes`): the colour of one small shape among grey distractors; "
-                    "12x12 glimpses, 3 scales, 6 glimpses",
+                    "12x12 glimpses, 2 scales, 4 glimpses",
+        # 2 scales and 4 glimpses: together they cover at most a quarter of the canvas, so
+        # the agent has to search.  Measured (5 minutes): with 3 scales and 6 glimpses its
+        # most frequent scan alone was within 0.2 points of the learned policy (99.00%
+        # against 99.17%), the coarsest scale seeing most of the canvas.
         flags=dict(dataset="folder:data/scenes", img_size=96, clutter_count=0, patch_size=12,
-                   scales=3, steps=6, stride=6),
+                   scales=2, steps=4, stride=6),
         grid_size=15,
         stride_note="I - P = 84; s = 6 gives a 15 x 15 grid, patches overlapping by half "
                     "(the README's folder example)"),

@@ -264,3 +264,20 @@ def test_on_a_folder_of_scenes_the_policy_searches_and_beats_a_fixed_scan(tmp_pa
     assert greedy_accuracy >= 0.6, (greedy_accuracy, fixed_accuracy)  # chance: 1/3
     assert greedy_accuracy >= fixed_accuracy + 0.1, (greedy_accuracy, fixed_accuracy)
     assert distinct >= 3, distinct  # a fixed scan has one
+
+
+def test_the_cnn_baseline_trains_on_colour_canvases(scene_folder, tmp_path):
+    """The full-image CNN takes its channel and class counts from the data, as the agent."""
+    from benchmarks.cnn_baseline import train_cnn
+    from benchmarks.flops import agent_flops
+
+    config = GlimpseConfig(dataset=f"folder:{scene_folder}", img_size=96, patch_size=12,
+                           stride=6, batch_size=32, **SMALL)
+    splits = sources.config_splits(config)
+    metrics = train_cnn(splits, config, 1, tmp_path / "cnn", verbose=False)
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    gray = GlimpseConfig(img_size=96, patch_size=12, stride=6, **SMALL)
+    colour = gray.replace(channels=3)
+    # Three colour planes: three times the CNN's first convolution and the agent's sensor.
+    assert agent_flops(colour)["sensor"] == 3 * agent_flops(gray)["sensor"]
+    assert metrics["flops_per_image"] > 0
