@@ -281,3 +281,14 @@ def test_the_cnn_baseline_trains_on_colour_canvases(scene_folder, tmp_path):
     # Three colour planes: three times the CNN's first convolution and the agent's sensor.
     assert agent_flops(colour)["sensor"] == 3 * agent_flops(gray)["sensor"]
     assert metrics["flops_per_image"] > 0
+
+
+def test_a_folder_smaller_than_one_batch_trains_with_one_batch_per_epoch(tmp_path):
+    data = _small_folder(tmp_path / "D")  # 12 images: 10 train, 1 validation, 1 test
+    result = run("train.py", "--dataset", f"folder:{data}", "--img_size", "32", "--patch_size",
+                 "8", "--stride", "8", "--steps", "2", "--epochs", "1", "--quiet", "--logdir",
+                 str(tmp_path / "run"), *SMALL_FLAGS)
+    assert result.returncode == 0, result.stderr
+    assert "note: batch_size=128 needs 128 training images, more than the 10 there are; " \
+           "using batch_size=10" in result.stderr
+    assert GlimpseConfig.from_json(tmp_path / "run" / "config.json").batch_size == 10

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_glimpse.analysis.evaluation import episode_function, evaluate
-from tf_glimpse.config import ConfigError, GlimpseConfig
+from tf_glimpse.config import GlimpseConfig
 from tf_glimpse.data.canvas import split_dataset
 from tf_glimpse.data.sources import Splits, config_splits
 from tf_glimpse.model.agent import GlimpseAgent
@@ -70,9 +71,14 @@ class Trainer:
         # images_per_batch images.
         self.images_per_batch = config.batch_size // config.samples_per_image
         if self.train_size < self.images_per_batch:
-            raise ConfigError(f"batch_size={config.batch_size} needs {self.images_per_batch} "
-                              f"training images per batch, more than the {self.train_size} "
-                              f"there are; valid range: 1..{self.train_size}")
+            # A small data set (a folder of a few dozen images): one batch per epoch holds
+            # them all, rather than an error; config.json records the batch size used.
+            smaller = self.train_size * config.samples_per_image
+            print(f"note: batch_size={config.batch_size} needs {self.images_per_batch} training "
+                  f"images, more than the {self.train_size} there are; using "
+                  f"batch_size={smaller}", file=sys.stderr)
+            self.config = config = config.replace(batch_size=smaller)
+            self.images_per_batch = self.train_size
         self.steps_per_epoch = self.train_size // self.images_per_batch
         self.total_epochs = config.epochs + (config.pretrain_epochs if config.pretrain else 0)
         # The strategy first: MultiWorkerMirroredStrategy must exist before any variable.
