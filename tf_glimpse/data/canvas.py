@@ -246,8 +246,6 @@ def canvas_dataset(images: np.ndarray, labels: np.ndarray, *, img_size: int, clu
     every canvas by a random offset (`shift_canvases`).
     """
     images = np.asarray(images, np.uint8)
-    if images.ndim == 3:  # [n, S, S]: one channel
-        images = images[..., None]
     labels = np.asarray(labels)
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
