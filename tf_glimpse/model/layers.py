@@ -48,14 +48,13 @@ class GlimpseEncoder(keras.layers.Layer):
         self.glimpse_units = glimpse_units
         self.location_units = location_units
         self.embedding_units = embedding_units
-        if kind == "cnn":
-            self.features = [
-                keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-                keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-                keras.layers.Flatten(),
-            ]
-        else:
-            self.features = [keras.layers.Flatten()]
+        # A Sequential, not a Python list of layers: tf.train.Checkpoint does not follow
+        # Keras 3's tracked lists, so the convolutions of a list were missing from every
+        # checkpoint (the best agent, --resume, the export) and came back random.
+        convolutions = [keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+                        keras.layers.Conv2D(32, 3, padding="same", activation="relu")]
+        self.features = keras.Sequential(
+            [*(convolutions if kind == "cnn" else []), keras.layers.Flatten()], name="features")
         self.what_hidden = keras.layers.Dense(glimpse_units, activation="relu")
         self.where_hidden = keras.layers.Dense(location_units, activation="relu")
         self.what_out = keras.layers.Dense(embedding_units, use_bias=False)
@@ -72,9 +71,7 @@ class GlimpseEncoder(keras.layers.Layer):
             _, scales, height, width, channels = glimpses.shape
             x = tf.reshape(tf.transpose(glimpses, [0, 2, 3, 1, 4]),
                            [-1, height, width, scales * channels])
-        for layer in self.features:
-            x = layer(x)
-        what = self.what_out(self.what_hidden(x))
+        what = self.what_out(self.what_hidden(self.features(x)))
         # Centre locations on 0 so the "where" pathway sees values in [-1, 1].
         where = self.where_out(self.where_hidden(2.0 * locations - 1.0))
         return tf.nn.relu((what + where) + self.bias)
