@@ -1,8 +1,8 @@
 """The plain full-image CNN a user would otherwise pick, trained on the agent's canvases.
 
-Architecture: the keras-io "Simple MNIST convnet" (Conv32 -> MaxPool -> Conv64 ->
-MaxPool -> Dropout -> Dense10, 99% on MNIST), with "same" padding, adapted to the
-canvas size I:
+Architecture, up to 100 x 100: the keras-io "Simple MNIST convnet" (Conv32 -> MaxPool
+-> Conv64 -> MaxPool -> Dropout -> Dense10, 99% on MNIST), with "same" padding,
+adapted to the canvas size I:
 
     Conv32 3x3 -> MaxPool 2f -> Conv64 3x3 -> MaxPool 2 -> Flatten -> Dropout 0.5 -> Dense10
 
@@ -10,6 +10,15 @@ f is the smallest power of two with I / f <= 32 (28: 1, 60 and 64: 2, 100: 4), s
 64-channel convolution always runs on a map of at most 16 x 16.  A first version
 with two more 64-channel convolutions at full resolution (44.6 MFLOPs at 28x28)
 trained at 156 images/s here; this one costs 7.7 MFLOPs at 28x28.
+
+Above 100 x 100 (cluttered200, cluttered400) that design would max-pool a 28-pixel
+digit to a pixel or two after one convolution, so large canvases get the design
+used for large images: 3x3 convolutions of stride 2 (16, 32, then 64 filters) until
+the map is at most 16 x 16, global max pooling (the digit may be anywhere), Dense10.
+Its receptive field (63 pixels at 400) holds a digit.
+
+The downsampled baseline (``input_size``, e.g. 100): the canvas is average-pooled by
+I / input_size first, then the design of that size runs on it.
 
 `train_cnn` trains it on the SAME canvases as the agent: `split_dataset` of the same
 splits and config, the training canvases of epoch e for epoch e, with Adam
@@ -41,9 +50,31 @@ def pool_factor(img_size: int) -> int:
     return factor
 
 
-def cnn_layers(img_size: int, num_classes: int = 10) -> list[dict[str, Any]]:
-    """The layer list of the baseline for I x I canvases (read by `build_cnn` and `cnn_flops`)."""
-    layers: list[dict[str, Any]] = [
+LARGE_CANVAS = 100  # Above this size: strided convolutions and global pooling.
+STRIDED_MAP = 16  # The strided design convolves until the map is at most this size.
+
+
+def cnn_layers(img_size: int, num_classes: int = 10,
+               input_size: int | None = None) -> list[dict[str, Any]]:
+    """The layer list of the baseline for I x I canvases (read by `build_cnn` and `cnn_flops`).
+
+    `input_size` (a divisor of I, below it): average-pool the canvas to that size
+    first, then the layers of that size (the downsampled baseline).
+    """
+    if input_size is not None and input_size != img_size:
+        if input_size > img_size or img_size % input_size:
+            raise ValueError(f"input_size={input_size} must divide img_size={img_size}")
+        return [{"kind": "avgpool", "factor": img_size // input_size},
+                *cnn_layers(input_size, num_classes)]
+    if img_size > LARGE_CANVAS:
+        layers: list[dict[str, Any]] = []
+        size = img_size
+        while size > STRIDED_MAP:
+            layers.append({"kind": "conv", "filters": min(64, 16 * 2 ** len(layers)),
+                           "kernel": 3, "stride": 2})
+            size = -(-size // 2)  # "same" padding: ceil(size / 2)
+        return [*layers, {"kind": "global_pool"}, {"kind": "dense", "units": num_classes}]
+    layers = [
         {"kind": "conv", "filters": 32, "kernel": 3},
         {"kind": "pool", "factor": 2 * pool_factor(img_size)},
         {"kind": "conv", "filters": 64, "kernel": 3},
@@ -57,25 +88,34 @@ def cnn_layers(img_size: int, num_classes: int = 10) -> list[dict[str, Any]]:
 
 def describe(layers: list[dict[str, Any]]) -> str:
     """A one-line description, e.g. 'Conv32-MaxPool2-Conv64-...-Dense10'."""
-    names = {"conv": lambda spec: f"Conv{spec['filters']}",
+    names = {"conv": lambda spec: f"Conv{spec['filters']}"
+             + (f"s{spec['stride']}" if spec.get("stride", 1) > 1 else ""),
              "pool": lambda spec: f"MaxPool{spec['factor']}",
+             "avgpool": lambda spec: f"AvgPool{spec['factor']}",
+             "global_pool": lambda spec: "GlobalMaxPool",
              "dropout": lambda spec: f"Dropout{spec['rate']}", "flatten": lambda spec: "Flatten",
              "dense": lambda spec: f"Dense{spec['units']}"}
     return "-".join(names[layer["kind"]](layer) for layer in layers)
 
 
-def build_cnn(img_size: int, num_classes: int = 10, channels: int = 1):
+def build_cnn(img_size: int, num_classes: int = 10, channels: int = 1,
+              input_size: int | None = None):
     """The Keras model of `cnn_layers`: images [B, I, I, C] in [0, 1] -> logits [B, classes]."""
     import keras
 
     built = [keras.Input((img_size, img_size, channels))]
-    for layer in cnn_layers(img_size, num_classes):
+    for layer in cnn_layers(img_size, num_classes, input_size):
         kind = layer["kind"]
         if kind == "conv":
-            built.append(keras.layers.Conv2D(layer["filters"], layer["kernel"], padding="same",
+            built.append(keras.layers.Conv2D(layer["filters"], layer["kernel"],
+                                             strides=layer.get("stride", 1), padding="same",
                                              activation="relu"))
         elif kind == "pool":
             built.append(keras.layers.MaxPooling2D(layer["factor"]))
+        elif kind == "avgpool":
+            built.append(keras.layers.AveragePooling2D(layer["factor"]))
+        elif kind == "global_pool":
+            built.append(keras.layers.GlobalMaxPooling2D())
         elif kind == "dropout":
             built.append(keras.layers.Dropout(layer["rate"]))
         elif kind == "flatten":
@@ -85,19 +125,39 @@ def build_cnn(img_size: int, num_classes: int = 10, channels: int = 1):
     return keras.Sequential(built, name="cnn_baseline")
 
 
+def budget_callback(seconds_left: float | None):
+    """A Keras callback that stops `fit` after the first batch past `seconds_left` and counts
+    the batches trained (``.batches``): at 400 x 400 an epoch of the CNN outlasts a
+    short budget, so the budget is kept batch by batch, not only at epoch ends."""
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.started, self.batches = time.perf_counter(), 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+            if seconds_left is not None and time.perf_counter() - self.started >= seconds_left:
+                self.model.stop_training = True
+
+    return TimeBudget()
+
+
 def _pairs(dataset):
     return dataset.map(lambda batch: (batch["image"], batch["label"]))
 
 
 def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool = False,
-              verbose: bool = True, seconds: float | None = None) -> dict[str, Any]:
+              verbose: bool = True, seconds: float | None = None,
+              input_size: int | None = None) -> dict[str, Any]:
     """Train the baseline for `epochs` epochs on the agent's canvases; returns its metrics.
 
     (Over 80 lines: the model, the epoch loop and the final evaluation of one baseline
     run; its checkpoints are saved and resumed by `runs.EpochCheckpoints`, as the agent's.)
 
     With `seconds`, training also stops at the first epoch end past that many seconds of
-    training (the agent's wall-time budget, so both get the same time).
+    training (the agent's wall-time budget, so both get the same time).  With
+    `input_size`, the CNN sees the canvas average-pooled to that size (`cnn_layers`).
 
     Metrics: ``val_accuracy`` and ``test_accuracy`` of the best validation epoch,
     ``epochs``, ``best_epoch``, ``train_seconds`` (training only, summed over resumed
@@ -119,7 +179,8 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
         raise FileExistsError(f"{directory} already holds a CNN run; pass --resume to continue it")
     directory.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
-    model = build_cnn(config.img_size, config.num_classes, config.channels)
+    model = build_cnn(config.img_size, config.num_classes, config.channels, input_size)
+    name = "CNN" if input_size in (None, config.img_size) else f"CNN on {input_size}x{input_size}"
     optimizer = keras.optimizers.Adam(LEARNING_RATE)
     optimizer.build(model.trainable_variables)
     # No XLA for the CNN: measured on these 2 cores, XLA's CPU convolutions train it at
@@ -133,9 +194,11 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
                                      best_val=best_val)
     # The agent's checkpoint folders and save order (no pre-training: no pretrained/).
     checkpoints = EpochCheckpoints(checkpoint, directory, kinds=("best", "checkpoints"), keep=2)
-    history: dict[str, Any] = {"val_history": [], "train_seconds": 0.0}
+    history: dict[str, Any] = {"val_history": [], "train_seconds": 0.0, "train_images": 0}
     if resume and checkpoints.resume(directory):
         history.update(load_history(directory, int(epoch.numpy())))
+        done = history["val_history"]  # The images of the epochs kept (trimmed) so far.
+        history["train_images"] = done[-1].get("train_images", 0) if done else 0
 
     episode = episode_function(model)  # Traced once, for every evaluation below.
 
@@ -148,10 +211,12 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
         if seconds is not None and history["train_seconds"] >= seconds:
             break
         started = time.perf_counter()
+        budget = budget_callback(None if seconds is None else seconds - history["train_seconds"])
         fit = model.fit(_pairs(split_dataset(splits, config, "train", epoch=e)), epochs=1,
-                        shuffle=False, verbose=0)  # Shuffled by the canvas pipeline.
+                        shuffle=False, verbose=0, callbacks=[budget])  # Shuffled by the pipeline.
         elapsed = time.perf_counter() - started
         history["train_seconds"] += elapsed
+        history["train_images"] += budget.batches * config.batch_size
         val = accuracy("val")
         epoch.assign(e + 1)
         improved = val > float(best_val.numpy())
@@ -159,24 +224,26 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
             best_val.assign(val)
         history["val_history"].append({"epoch": e + 1, "val_accuracy": val,
                                        "train_accuracy": float(fit.history["accuracy"][-1]),
-                                       "wall_s": history["train_seconds"]})
+                                       "wall_s": history["train_seconds"],
+                                       "train_images": history["train_images"]})
         checkpoints.commit(e + 1, history, history_path, improved)
         if verbose:
-            print(f"CNN epoch {e + 1}{'' if seconds else f'/{epochs}'}: train accuracy "
+            partial = ("" if budget.batches == steps_per_epoch else
+                       f", budget spent after {budget.batches} of {steps_per_epoch} batches")
+            print(f"{name} epoch {e + 1}{'' if seconds else f'/{epochs}'}: train accuracy "
                   f"{fit.history['accuracy'][-1]:.4f}  val accuracy {val:.4f}  "
-                  f"({elapsed:.1f} s, {steps_per_epoch * config.batch_size / elapsed:.0f} "
-                  f"images/s)", flush=True)
+                  f"({elapsed:.1f} s, {budget.batches * config.batch_size / elapsed:.0f} "
+                  f"images/s{partial})", flush=True)
     trained = int(epoch.numpy())
     best = max(history["val_history"], key=lambda h: h["val_accuracy"])  # first best wins
     if checkpoints.latest("best"):
         checkpoint.restore(checkpoints.latest("best"))
     val, test = accuracy("val"), accuracy("test")
-    layers = cnn_layers(config.img_size, config.num_classes)
+    layers = cnn_layers(config.img_size, config.num_classes, input_size)
     metrics = {
         "val_accuracy": val, "test_accuracy": test, "epochs": trained,
         "best_epoch": best["epoch"], "train_seconds": history["train_seconds"],
-        "images_per_s": trained * steps_per_epoch * config.batch_size
-        / max(history["train_seconds"], 1e-9),
+        "images_per_s": history["train_images"] / max(history["train_seconds"], 1e-9),
         "params": int(model.count_params()),
         "flops_per_image": cnn_flops(layers, config.img_size, config.channels),
         "architecture": describe(layers), "optimizer": f"Adam({LEARNING_RATE:g})",
@@ -184,7 +251,7 @@ def train_cnn(splits, config, epochs: int, directory: str | Path, resume: bool =
     }
     write_json(directory / "metrics.json", metrics)
     if verbose:
-        print(f"CNN: best val accuracy {val:.4f} (epoch {best['epoch']}), test accuracy "
+        print(f"{name}: best val accuracy {val:.4f} (epoch {best['epoch']}), test accuracy "
               f"{test:.4f} (error {100 * (1 - test):.2f}%)", flush=True)
     return metrics
 

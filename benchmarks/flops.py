@@ -56,7 +56,7 @@ def dense_flops(inputs: int, units: int) -> int:
 
 def conv2d_flops(height: int, width: int, kernel: int, in_channels: int,
                  out_channels: int) -> int:
-    """FLOPs of a stride-1 kernel x kernel convolution with an height x width output."""
+    """FLOPs of a kernel x kernel convolution with an height x width output (any stride)."""
     return 2 * height * width * kernel * kernel * in_channels * out_channels
 
 
@@ -125,18 +125,22 @@ def agent_flops(config) -> dict[str, int]:
 def cnn_flops(layers: list[dict[str, Any]], img_size: int, channels: int = 1) -> int:
     """FLOPs of the CNN described by `layers` (see `benchmarks.cnn_baseline.cnn_layers`).
 
-    Layer kinds: ``conv`` (3x3 or k x k, "same" padding, stride 1: output size =
-    input size), ``pool`` (max pooling by ``factor``, floor; no FLOPs), ``dropout``
-    (no FLOPs), ``flatten``, ``dense``.
+    Layer kinds: ``conv`` (k x k, "same" padding, ``stride`` s (default 1): output
+    size = ceil(input size / s)), ``pool`` and ``avgpool`` (max or average pooling by
+    ``factor``, floor; no FLOPs), ``global_pool`` (max over the map; no FLOPs),
+    ``dropout`` (no FLOPs), ``flatten``, ``dense``.
     """
     size, features, flops = img_size, None, 0
     for layer in layers:
         kind = layer["kind"]
         if kind == "conv":
+            size = -(-size // layer.get("stride", 1))
             flops += conv2d_flops(size, size, layer["kernel"], channels, layer["filters"])
             channels = layer["filters"]
-        elif kind == "pool":
+        elif kind in ("pool", "avgpool"):
             size //= layer["factor"]
+        elif kind == "global_pool":
+            features = channels
         elif kind == "flatten":
             features = size * size * channels
         elif kind == "dense":
@@ -157,8 +161,6 @@ def keras_flops(model) -> int:
     for layer in model.layers:
         name = type(layer).__name__
         if name == "Conv2D":
-            if tuple(layer.strides) != (1, 1):
-                raise ValueError(f"{layer.name}: only stride-1 convolutions are counted")
             kh, kw, cin, cout = layer.kernel.shape
             _, height, width, _ = layer.output.shape
             flops += 2 * height * width * kh * kw * cin * cout

@@ -8,8 +8,10 @@
 belong to one benchmark and are documented here together.)
 
 Settings (`benchmarks/settings.py`): mnist28, translated60, cluttered60, cluttered100,
-seed1, seed2.  A setting fixes some `GlimpseConfig` fields; flags given here
-override them, and every other field keeps its default (see ``train.py --help``).
+cluttered200, cluttered400 (both also train the CNN on the canvas pooled to 100 x 100:
+the ``downsampled_cnn_*`` fields), seed1, seed2, scenes96.  A setting fixes some
+`GlimpseConfig` fields; flags given here override them, and every other field keeps its
+default (see ``train.py --help``).
 
 1. The agent trains with `tf_glimpse.training.Trainer` in ``--logdir`` (default
    ``benchmarks/runs/NAME``, git-ignored): ``pretrain_epochs`` supervised epochs
@@ -45,9 +47,13 @@ per training second.  The ``cnn_*`` fields are the same for the CNN.
 (`benchmarks/flops.py`: 2 x the multiply-accumulates of every matrix product and
 convolution of one forward pass; ``flops_breakdown`` splits the agent's).
 ``pixels_per_image`` = steps * scales * P * P glimpse values, ``cnn_pixels_per_image``
-= I * I.  Also: setting, epochs, commit (``git rev-parse --short HEAD``; ``dirty``
-when tracked files differ from it), date (UTC), command, hardware, TensorFlow
-version, reference errors, the full config.
+= I * I.  ``peak_rss_mb`` and ``cnn_peak_rss_mb``: the process's peak resident memory
+while that model trained (`benchmarks/peak_memory.py`; null off Linux).  Settings with
+``downsample_to`` add ``downsampled_cnn_*``: the same CNN design for that size on the
+canvas average-pooled to it (input size, test and validation error, epochs, wall_s,
+images/s, architecture, FLOPs, peak memory, validation curve).  Also: setting, epochs,
+commit (``git rev-parse --short HEAD``; ``dirty`` when tracked files differ from it),
+date (UTC), command, hardware, TensorFlow version, reference errors, the full config.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ from typing import Any
 
 if not __package__:  # `python benchmarks/NAME.py`: benchmarks/ is not an installed package.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import peak_memory
 from benchmarks.flops import agent_flops, agent_pixels, canvas_pixels
 from benchmarks.settings import SETTINGS, get_setting
 from tf_glimpse.cli import (
@@ -174,7 +181,8 @@ def curve(history: list[dict], phase: str | None = None) -> list[list[float]]:
 
 
 def result_row(setting: str, config: GlimpseConfig, agent: dict, cnn: dict | None,
-               command: str, process_wall_s: float) -> dict[str, Any]:
+               command: str, process_wall_s: float,
+               downsampled: dict | None = None) -> dict[str, Any]:
     """The JSON row of one finished setting (see the module docstring)."""
     commit, dirty = git_commit()
     flops = agent_flops(config)
@@ -214,6 +222,9 @@ def result_row(setting: str, config: GlimpseConfig, agent: dict, cnn: dict | Non
         "pixels_per_image": agent_pixels(config),
         "cnn_pixels_per_image": canvas_pixels(config),
         "params": agent.get("params"),
+        # Peak resident memory of the process while each model trained (MiB; Linux only).
+        "peak_rss_mb": agent.get("peak_rss_mb"),
+        "cnn_peak_rss_mb": cnn.get("peak_rss_mb") if cnn else None,
         "command": command,
         "hardware": hardware(),
         "tensorflow": agent.get("tensorflow"),
@@ -223,6 +234,20 @@ def result_row(setting: str, config: GlimpseConfig, agent: dict, cnn: dict | Non
         "cnn_val_curve": curve(cnn["val_history"]) if cnn else None,
         "config": config.to_dict(),
     }
+    if get_setting(setting).downsample_to is not None:  # The large canvases' third model.
+        pooled = downsampled or {}
+        row.update({
+            "downsampled_cnn_input_size": get_setting(setting).downsample_to,
+            "downsampled_cnn_test_error": percent(pooled["test_accuracy"]) if pooled else None,
+            "downsampled_cnn_val_error": percent(pooled["val_accuracy"]) if pooled else None,
+            "downsampled_cnn_epochs": pooled.get("epochs"),
+            "downsampled_cnn_wall_s": round(pooled["train_seconds"], 2) if pooled else None,
+            "downsampled_cnn_images_per_s": round(pooled["images_per_s"], 1) if pooled else None,
+            "downsampled_cnn_architecture": pooled.get("architecture"),
+            "downsampled_cnn_flops_per_image": pooled.get("flops_per_image"),
+            "downsampled_cnn_peak_rss_mb": pooled.get("peak_rss_mb"),
+            "downsampled_cnn_val_curve": curve(pooled["val_history"]) if pooled else None,
+        })
     return row
 
 
@@ -243,35 +268,75 @@ def budget_of(config: GlimpseConfig) -> dict[str, float]:
     return {"epochs": config.epochs + (config.pretrain_epochs if config.pretrain else 0)}
 
 
-def stored_cnn(path: str | Path, setting: str, budget: dict, machine: str) -> dict | None:
-    """The newest stored CNN figure of (setting, budget, hardware), or None."""
+def baseline_name(input_size: int | None) -> str:
+    """The stored name of a CNN baseline: "cnn", or "cnn_on_100" for the canvas pooled to 100."""
+    return "cnn" if input_size is None else f"cnn_on_{input_size}"
+
+
+def stored_cnn(path: str | Path, setting: str, budget: dict, machine: str,
+               input_size: int | None = None) -> dict | None:
+    """The newest stored figure of the CNN baseline (full canvas, or pooled to `input_size`)
+    for (setting, budget, hardware), or None.  Figures stored without a model name are of
+    the full-canvas CNN."""
     path = Path(path)
     if not path.exists():
         return None
-    found = None
+    found, wanted = None, (setting, budget, machine, baseline_name(input_size))
     for line in path.read_text().splitlines():
         if line.strip():
             entry = json.loads(line)
-            if (entry["setting"], entry["budget"], entry["hardware"]) == (setting, budget, machine):
+            if (entry["setting"], entry["budget"], entry["hardware"],
+                    entry.get("model", "cnn")) == wanted:
                 found = entry
     return found
 
 
 def train_and_store_cnn(args: argparse.Namespace, config: GlimpseConfig, splits, logdir: Path,
-                        command: str) -> dict:
-    """Train the CNN baseline for the budget of `config`, append its figure to --cnn_results."""
+                        command: str, input_size: int | None = None) -> dict:
+    """Train a CNN baseline (on the canvas pooled to `input_size` if given) for the budget of
+    `config`, append its figure to --cnn_results."""
     from benchmarks.cnn_baseline import train_cnn
 
     budget = budget_of(config)
-    print(f"CNN baseline: {budget} on the same canvases", flush=True)
+    name = baseline_name(input_size)
+    print(f"CNN baseline{f' on {input_size}x{input_size}' if input_size else ''}: {budget} on "
+          f"the same canvases", flush=True)
     seconds = config.budget_seconds
     epochs = MAX_EPOCHS_WITH_BUDGET if seconds else int(budget["epochs"])
-    cnn = train_cnn(splits, config, epochs, logdir / "cnn", resume=args.resume, seconds=seconds)
-    entry = {"setting": args.setting, "budget": budget, "hardware": hardware(),
+    peak_memory.reset()
+    cnn = train_cnn(splits, config, epochs, logdir / name, resume=args.resume, seconds=seconds,
+                    input_size=input_size)
+    cnn["peak_rss_mb"] = peak_memory.peak_mb()
+    entry = {"setting": args.setting, "model": name, "budget": budget, "hardware": hardware(),
              "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
              "command": command, **cnn}
     append_row(args.cnn_results, entry)
     return entry
+
+
+def baselines(args: argparse.Namespace, config: GlimpseConfig, splits, logdir: Path,
+              command: str) -> dict[str, dict | None]:
+    """The figures of the setting's CNN baselines: {"cnn": ..., "downsampled": ... or None}.
+
+    Each is the stored figure of this setting, budget and hardware when there is one, else
+    trained now (not with --skip_cnn).  The downsampled CNN exists for settings with
+    `downsample_to` (the large canvases)."""
+    setting, budget = get_setting(args.setting), budget_of(config)
+    sizes = {"cnn": None, "downsampled": setting.downsample_to}
+    found: dict[str, dict | None] = {}
+    for key, size in sizes.items():
+        if key == "downsampled" and size is None:
+            found[key] = None
+            continue
+        # Looked up after training: a --cnn_only run of the same budget may have run alongside.
+        entry = stored_cnn(args.cnn_results, setting.name, budget, hardware(), size)
+        if entry is not None:
+            print(f"CNN baseline {baseline_name(size)}: the stored figure for {budget} from "
+                  f"{entry['date']} ({args.cnn_results})", flush=True)
+        elif not args.skip_cnn:
+            entry = train_and_store_cnn(args, config, splits, logdir, command, size)
+        found[key] = entry
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         splits = load_data(build_parser(), config)
         try:
             entry = train_and_store_cnn(args, config, splits, logdir, command)
+            if setting.downsample_to is not None:
+                pooled = train_and_store_cnn(args, config, splits, logdir, command,
+                                             setting.downsample_to)
+                entry = {**entry, "downsampled": {key: value for key, value in pooled.items()
+                                                  if key != "val_history"}}
         except FileExistsError as error:
             print(f"ram_benchmark.py: error: {error}", file=sys.stderr)
             return 1
@@ -304,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     from tf_glimpse.training.runs import TrainingError
 
     started = time.perf_counter()
+    peak_memory.reset()
     splits, trainer = start_trainer(build_parser(), config, logdir, args.resume,
                                     2 if args.quiet else 1)
     try:
@@ -314,25 +385,24 @@ def main(argv: list[str] | None = None) -> int:
     config = trainer.config  # with the counts the data set gives (classes, channels)
     agent["params"] = int(trainer.model.count_params())
     agent["tensorflow"] = tf.__version__
+    agent["peak_rss_mb"] = peak_memory.peak_mb()
     process_wall_s = time.perf_counter() - started
 
-    # Looked up after training: a --cnn_only run of the same budget may have run alongside.
-    cnn = stored_cnn(args.cnn_results, setting.name, budget, hardware())
-    if cnn is not None:
-        print(f"CNN baseline: the stored figure for {budget} from {cnn['date']} "
-              f"({args.cnn_results})", flush=True)
-    elif not args.skip_cnn:
-        try:
-            cnn = train_and_store_cnn(args, config, splits, logdir, command)
-        except FileExistsError as error:
-            print(f"ram_benchmark.py: error: {error}", file=sys.stderr)
-            return 1
+    try:
+        found = baselines(args, config, splits, logdir, command)
+    except FileExistsError as error:
+        print(f"ram_benchmark.py: error: {error}", file=sys.stderr)
+        return 1
+    cnn = found["cnn"]
 
-    row = result_row(setting.name, config, agent, cnn, command, process_wall_s)
+    row = result_row(setting.name, config, agent, cnn, command, process_wall_s,
+                     found["downsampled"])
     append_row(args.results, row)
     print(f"{setting.name}: test error {row['test_error']:.2f}% (val {row['val_error']:.2f}%)"
           + (f", CNN {row['cnn_test_error']:.2f}% (val {row['cnn_val_error']:.2f}%)" if cnn
              else "")
+          + (f", CNN on {setting.downsample_to}x{setting.downsample_to} "
+             f"{row['downsampled_cnn_test_error']:.2f}%" if found["downsampled"] else "")
           + f"; FLOPs/image {row['flops_per_image']:,}"
           + (f" vs CNN {row['cnn_flops_per_image']:,}" if cnn else "")
           + f"; row appended to {args.results}", flush=True)

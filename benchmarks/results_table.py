@@ -1,7 +1,7 @@
 """The markdown tables (and time-to-accuracy plot) of `benchmarks/results.jsonl`.
 
     python benchmarks/results_table.py [--all] [--results FILE] [--plot OUT.png]
-        [--skip_malformed]
+        [--plot_cost OUT.png] [--skip_malformed]
 
 By default: the current table, one row per setting (the setting's latest line in
 the file), with our test error, the CNN's at the same budget, the RAM paper's and the
@@ -21,6 +21,11 @@ and flags the bad ones below it.
 for every row (ours solid, the CNN dashed), with the peer points of issue 7:
 kevinzakka's PyTorch RAM on mnist28, on these 2 cores, reaches 2.5% validation
 error after about 750 s and 1.5% after about 1,760 s.
+
+``--plot_cost OUT.png`` draws, for the cluttered settings' current rows (60, 100, 200
+and 400 pixels), test error against FLOPs per image and against the canvas size: the
+agent, the full-canvas CNN and, on the large canvases, the CNN on the canvas pooled
+to 100 x 100, each trained for the row's budget.
 """
 
 from __future__ import annotations
@@ -256,6 +261,55 @@ def plot(rows: list[dict], out: str | Path) -> None:
     plt.close(figure)
 
 
+COST_SETTINGS = ("cluttered60", "cluttered100", "cluttered200", "cluttered400")
+COST_MODELS = (("", "glimpse agent", "-o"), ("cnn_", "full-canvas CNN", "--s"),
+               ("downsampled_cnn_", "CNN on the canvas pooled to 100 x 100", ":^"))
+
+
+def plot_cost(rows: list[dict], out: str | Path) -> None:
+    """Test error (%, log y) against FLOPs per image and against the canvas size, per model,
+    for the current rows of `COST_SETTINGS` (a model without a figure is left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    current = [row for row in current_rows(rows) if row["setting"] in COST_SETTINGS]
+    figure, (by_flops, by_size) = plt.subplots(1, 2, figsize=(11, 4.5))
+    floor = 0.01  # a 0% point cannot go on a log axis
+    for index, (prefix, label, style) in enumerate(COST_MODELS):
+        points = [(row["config"]["img_size"], row[f"{prefix}flops_per_image"],
+                   max(row[f"{prefix}test_error"], floor), row)
+                  for row in current if row.get(f"{prefix}test_error") is not None
+                  and row.get(f"{prefix}flops_per_image")]
+        if not points:
+            continue
+        color = f"C{index}"
+        by_flops.plot([p[1] for p in points], [p[2] for p in points], style, color=color,
+                      label=label)
+        by_size.plot([p[0] for p in points], [p[2] for p in points], style, color=color,
+                     label=label)
+        for size, flops, error, row in points:
+            by_flops.annotate(f"{size} ({_budget(row)})", (flops, error), fontsize=7,
+                              textcoords="offset points", xytext=(4, 4))
+    by_flops.set_xscale("log")
+    by_flops.set_xlabel("FLOPs per image (analytic, benchmarks/flops.py)")
+    by_size.set_xscale("log")
+    by_size.set_xticks([60, 100, 200, 400], ["60", "100", "200", "400"])
+    by_size.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    by_size.set_xlabel("canvas size (pixels per side)")
+    for axes in (by_flops, by_size):
+        axes.set_yscale("log")
+        axes.set_ylabel("test error % (log scale)")
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize=7)
+    figure.suptitle("Cluttered MNIST: error against cost, each model trained for the row's "
+                    "budget", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the table (exit 1 on malformed lines unless --skip_malformed); optionally plot."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -265,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
                              "row of each setting)")
     parser.add_argument("--plot", default=None, metavar="OUT.png",
                         help="also draw the time-to-accuracy plot")
+    parser.add_argument("--plot_cost", default=None, metavar="OUT.png",
+                        help="also draw test error against FLOPs per image and canvas size "
+                             "(the cluttered settings)")
     parser.add_argument("--skip_malformed", action="store_true",
                         help="print the good rows and flag the bad lines instead of refusing")
     args = parser.parse_args(argv)
@@ -287,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         plot(rows, args.plot)
         print(f"\nplot: {args.plot}", file=sys.stderr)
+    if args.plot_cost:
+        plot_cost(rows, args.plot_cost)
+        print(f"\nplot: {args.plot_cost}", file=sys.stderr)
     return 0
 
 

@@ -41,6 +41,8 @@ class Setting:
     best_public: float | None = None
     best_public_source: str | None = None
     target: float | None = None
+    # Large canvases: also train the CNN on the canvas average-pooled to this size.
+    downsample_to: int | None = None
 
     def config(self, **overrides: Any) -> GlimpseConfig:
         """The `GlimpseConfig` of this setting, with `overrides` applied on top (validated)."""
@@ -93,6 +95,34 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
         grid_size=23,
         stride_note="I - P = 88 = 4 * 22, so s = 4 is valid: a 23 x 23 grid",
         ram_paper=8.11, best_public=5.9, best_public_source="tfRAM", target=5.0),
+    Setting(
+        name="cluttered200",
+        description="200x200 cluttered MNIST (32 pieces of 8x8, cluttered100's density), "
+                    "16x16 glimpses, 4 scales (16 to 128 pixels), 8 glimpses, window sensor",
+        # The window sensor reads only the glimpse windows: its cost does not grow with the
+        # canvas (the matmul sensor's does, with I^2).  A 16-pixel patch and a stride of 8
+        # keep the grid at 24 x 24 = 576 cells, so the policy head stays as small as at 100.
+        flags=dict(img_size=200, clutter_count=32, clutter_size=8, patch_size=16, scales=4,
+                   steps=8, stride=8, sensor_backend="window"),
+        grid_size=24,
+        stride_note="I - P = 184 = 8 * 23; s = 8 gives a 24 x 24 grid, patches overlapping "
+                    "by half",
+        downsample_to=100),
+    Setting(
+        name="cluttered400",
+        description="400x400 cluttered MNIST (128 pieces of 8x8, cluttered100's density), "
+                    "16x16 glimpses, 4 scales (16 to 128 pixels), 8 glimpses, window sensor",
+        # The stride grows with the canvas (16 here, 8 at 200): 25 x 25 = 625 cells, the
+        # policy's cost about that of cluttered200.  Four scales, as at 200: a fifth
+        # (256 pixels) would cost the window sensor 17.8 MFLOPs more per image (its
+        # area-averaging product grows with the window's area), 33.6 M in all, over a
+        # tenth of the CNN's 254 M; the context network's coarse 16 x 16 view of the whole
+        # canvas sets the first location instead.
+        flags=dict(img_size=400, clutter_count=128, clutter_size=8, patch_size=16, scales=4,
+                   steps=8, stride=16, sensor_backend="window"),
+        grid_size=25,
+        stride_note="I - P = 384 = 16 * 24; s = 16 gives a 25 x 25 grid of tiles",
+        downsample_to=100),
     Setting(
         name="seed1",
         description="seed experiment 1: 64x64, 4 clutter pieces, 8x8 glimpses, 1 scale, "

@@ -3,10 +3,11 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks import flops, results_table
-from benchmarks.cnn_baseline import build_cnn, cnn_layers, pool_factor
+from benchmarks.cnn_baseline import build_cnn, cnn_layers, describe, pool_factor
 from benchmarks.ram_benchmark import parse, result_row
 from benchmarks.settings import SETTINGS, get_setting
 from tf_glimpse.config import GlimpseConfig
@@ -81,6 +82,33 @@ def test_cnn_flops_match_hand_count_and_the_built_keras_model():
     assert [pool_factor(i) for i in (28, 60, 64, 100)] == [1, 2, 2, 4]
 
 
+def test_large_canvases_get_a_strided_cnn_and_a_downsampled_one():
+    """Above 100 x 100: stride-2 convolutions to at most 16 x 16, global max pooling, no huge
+    dense layer; the downsampled baseline average-pools the canvas to 100 x 100 first and is
+    then the 100 x 100 design, at its FLOPs."""
+    # 400 -> 200 -> 100 -> 50 -> 25 -> 13 ("same" padding rounds up), then 64 -> 10.
+    hand = 2 * (200 ** 2 * 9 * 16 + 100 ** 2 * 9 * 16 * 32 + 50 ** 2 * 9 * 32 * 64
+                + 25 ** 2 * 9 * 64 * 64 + 13 ** 2 * 9 * 64 * 64 + 64 * 10)
+    assert flops.cnn_flops(cnn_layers(400), 400) == hand
+    assert describe(cnn_layers(200)) == "Conv16s2-Conv32s2-Conv64s2-Conv64s2-GlobalMaxPool-Dense10"
+    assert describe(cnn_layers(400, input_size=100)).startswith("AvgPool4-Conv32-MaxPool8")
+    assert (flops.cnn_flops(cnn_layers(400, input_size=100), 400)
+            == flops.cnn_flops(cnn_layers(100), 100))
+    for size, pooled in ((200, None), (400, None), (200, 100), (400, 100)):
+        model = build_cnn(size, input_size=pooled)
+        assert model.output_shape == (None, 10)
+        assert flops.keras_flops(model) == flops.cnn_flops(cnn_layers(size, input_size=pooled),
+                                                           size)
+    # Both large settings: the agent's FLOPs at most a tenth of the full-canvas CNN's.
+    for name in ("cluttered200", "cluttered400"):
+        config = get_setting(name).config()
+        ratio = (flops.agent_flops(config)["total"]
+                 / flops.cnn_flops(cnn_layers(config.img_size), config.img_size))
+        assert ratio <= 0.25 if name == "cluttered200" else ratio <= 0.1, (name, ratio)
+    with pytest.raises(ValueError, match="must divide"):
+        cnn_layers(200, input_size=64)
+
+
 def test_pixels_per_image():
     config = get_setting("cluttered100").config()
     # 8 glimpses of 4 scales of 12 x 12, and the context's coarse view: 100 // 12 = 8, so
@@ -92,7 +120,8 @@ def test_pixels_per_image():
 
 # -------------------------------------------------------------------------- settings
 DOCUMENTED_GRIDS = {"mnist28": 6, "translated60": 13, "cluttered60": 13, "cluttered100": 23,
-                    "seed1": 15, "seed2": 10, "scenes96": 15}
+                    "seed1": 15, "seed2": 10, "scenes96": 15, "cluttered200": 24,
+                    "cluttered400": 25}
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
@@ -133,7 +162,8 @@ def test_command_line_overrides_the_setting_and_rejects_bad_values():
 
 
 # ------------------------------------------------------------------- rows and table
-def fake_run(setting="mnist28", test_accuracy=0.9902, with_cnn=True, **overrides):
+def fake_run(setting="mnist28", test_accuracy=0.9902, with_cnn=True, downsampled=None,
+             **overrides):
     """A result row written by ram_benchmark.result_row from made-up metrics."""
     config = get_setting(setting).config(**overrides)
     history = [{"epoch": 1, "phase": "reinforce", "val_accuracy": 0.95, "wall_s": 10.0},
@@ -146,7 +176,24 @@ def fake_run(setting="mnist28", test_accuracy=0.9902, with_cnn=True, **overrides
            "images_per_s": 1000.0, "params": 1, "architecture": "x", "optimizer": "Adam",
            "flops_per_image": 7_739_648, "val_history": history} if with_cnn else None
     return result_row(setting, config, agent, cnn, "python benchmarks/ram_benchmark.py "
-                      f"--setting {setting}", 30.0)
+                      f"--setting {setting}", 30.0, downsampled)
+
+
+def test_large_canvas_rows_hold_the_downsampled_cnn_and_plot_error_against_cost(tmp_path):
+    pooled = {"test_accuracy": 0.8, "val_accuracy": 0.81, "epochs": 3, "train_seconds": 99.0,
+              "images_per_s": 700.0, "architecture": "AvgPool2-...", "flops_per_image": 11_114_496,
+              "peak_rss_mb": 900.0, "val_history": [{"epoch": 1, "val_accuracy": 0.81,
+                                                     "wall_s": 99.0}]}
+    row = fake_run("cluttered200", downsampled=pooled)
+    assert not results_table.check_row(row)
+    assert (row["downsampled_cnn_test_error"], row["downsampled_cnn_input_size"],
+            row["downsampled_cnn_peak_rss_mb"]) == (20.0, 100, 900.0)
+    assert fake_run("cluttered200")["downsampled_cnn_test_error"] is None  # not trained
+    assert "downsampled_cnn_test_error" not in fake_run("cluttered60")
+    path, out = tmp_path / "results.jsonl", tmp_path / "cost.png"
+    write_rows(path, [fake_run("cluttered60"), row])
+    assert results_table.main(["--results", str(path), "--plot_cost", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_result_rows_are_in_percent_and_pass_the_tables_checks():
@@ -257,6 +304,13 @@ def test_stored_cnn_figure_is_found_by_setting_budget_and_hardware(tmp_path):
     assert found["test_accuracy"] == 0.8
     assert stored_cnn(path, "cluttered60", {"minutes": 45.0}, "16 CPU cores, Y") is None
     assert stored_cnn(path, "translated60", {"minutes": 45.0}, "2 CPU cores, X") is None
+    # The downsampled CNN of a large canvas is a figure of its own.
+    assert stored_cnn(path, "cluttered60", {"minutes": 45.0}, "2 CPU cores, X", 100) is None
+    write_rows(path, [*entries, {**entries[0], "model": "cnn_on_100", "test_accuracy": 0.7}])
+    assert stored_cnn(path, "cluttered60", {"minutes": 45.0}, "2 CPU cores, X",
+                      100)["test_accuracy"] == 0.7
+    assert stored_cnn(path, "cluttered60", {"minutes": 45.0},
+                      "2 CPU cores, X")["test_accuracy"] == 0.95
 
 
 def test_minutes_makes_epochs_a_maximum():
@@ -393,3 +447,21 @@ def test_bfloat16_matmul_times_both_precisions_and_reports_their_ratio():
     bad = subprocess.run([sys.executable, "benchmarks/bfloat16_matmul.py", "--layers", "0"],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert bad.returncode == 2 and "--layers=0 is out of range" in bad.stderr
+
+
+def test_the_cnn_keeps_a_time_budget_within_an_epoch(tmp_path):
+    """A budget shorter than one epoch stops the CNN after the batch that spends it (at
+    400 x 400 one epoch outlasts a short budget), and images/s counts what it trained."""
+    from benchmarks.cnn_baseline import train_cnn
+    from tf_glimpse.data.sources import Splits
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, size=(600, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=600).astype(np.int32)
+    splits = Splits(images[:512], labels[:512], images[512:556], labels[512:556], images[556:],
+                    labels[556:], 10, "noise")
+    config = GlimpseConfig(img_size=28, clutter_count=0, batch_size=64)  # 8 batches an epoch
+    metrics = train_cnn(splits, config, 5, tmp_path / "cnn", verbose=False, seconds=1e-6)
+    assert metrics["epochs"] == 1
+    assert metrics["val_history"][0]["train_images"] == 64  # one batch of eight
+    assert metrics["images_per_s"] == pytest.approx(64 / metrics["train_seconds"])
