@@ -101,7 +101,7 @@ def agent_flops(config) -> dict[str, int]:
     g, loc, d = config.glimpse_units, config.location_units, config.embedding_units
     m, u, c = config.memory_units, config.classifier_units, config.num_classes
     planes = k * config.channels  # the encoder's input channels: every scale's colours
-    if config.encoder == "cnn":
+    if config.encoder_kind == "cnn":
         what = (conv2d_flops(p, p, 3, planes, 16) + conv2d_flops(p, p, 3, 16, 32)
                 + dense_flops(32 * p * p, g))
     else:

@@ -48,7 +48,7 @@ per training second.  The ``cnn_*`` fields are the same for the CNN.
 convolution of one forward pass; ``flops_breakdown`` splits the agent's).
 ``pixels_per_image`` = steps * scales * P * P glimpse values, ``cnn_pixels_per_image``
 = I * I.  ``peak_rss_mb`` and ``cnn_peak_rss_mb``: the process's peak resident memory
-while that model trained (`benchmarks/peak_memory.py`; null off Linux).  Settings with
+while that model trained (`peak_memory_mb`; null off Linux).  Settings with
 ``downsample_to`` add ``downsampled_cnn_*``: the same CNN design for that size on the
 canvas average-pooled to it (input size, test and validation error, epochs, wall_s,
 images/s, architecture, FLOPs, peak memory, validation curve).  Also: setting, epochs,
@@ -72,7 +72,6 @@ from typing import Any
 
 if not __package__:  # `python benchmarks/NAME.py`: benchmarks/ is not an installed package.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import peak_memory
 from benchmarks.flops import agent_flops, agent_pixels, canvas_pixels
 from benchmarks.settings import SETTINGS, get_setting
 from tf_glimpse.cli import (
@@ -268,6 +267,31 @@ def budget_of(config: GlimpseConfig) -> dict[str, float]:
     return {"epochs": config.epochs + (config.pretrain_epochs if config.pretrain else 0)}
 
 
+def reset_peak_memory() -> bool:
+    """Start a phase: clear the kernel's high-water mark of this process's resident set
+    (``echo 5 > /proc/self/clear_refs``, Linux 4.0 and later), so that `peak_memory_mb`
+    gives the agent's and each CNN's training a peak of its own in one process.  False
+    where the system cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_memory_mb() -> float | None:
+    """The process's peak resident set (``VmHWM``) since `reset_peak_memory`, in MiB: the
+    data in memory, TensorFlow's runtime and the model, as `top` shows it; None off Linux."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)  # kB
+    return None
+
+
 def baseline_name(input_size: int | None) -> str:
     """The stored name of a CNN baseline: "cnn", or "cnn_on_100" for the canvas pooled to 100."""
     return "cnn" if input_size is None else f"cnn_on_{input_size}"
@@ -303,10 +327,10 @@ def train_and_store_cnn(args: argparse.Namespace, config: GlimpseConfig, splits,
           f"the same canvases", flush=True)
     seconds = config.budget_seconds
     epochs = MAX_EPOCHS_WITH_BUDGET if seconds else int(budget["epochs"])
-    peak_memory.reset()
+    reset_peak_memory()
     cnn = train_cnn(splits, config, epochs, logdir / name, resume=args.resume, seconds=seconds,
                     input_size=input_size)
-    cnn["peak_rss_mb"] = peak_memory.peak_mb()
+    cnn["peak_rss_mb"] = peak_memory_mb()
     entry = {"setting": args.setting, "model": name, "budget": budget, "hardware": hardware(),
              "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
              "command": command, **cnn}
@@ -374,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     from tf_glimpse.training.runs import TrainingError
 
     started = time.perf_counter()
-    peak_memory.reset()
+    reset_peak_memory()
     splits, trainer = start_trainer(build_parser(), config, logdir, args.resume,
                                     2 if args.quiet else 1)
     try:
@@ -385,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     config = trainer.config  # with the counts the data set gives (classes, channels)
     agent["params"] = int(trainer.model.count_params())
     agent["tensorflow"] = tf.__version__
-    agent["peak_rss_mb"] = peak_memory.peak_mb()
+    agent["peak_rss_mb"] = peak_memory_mb()
     process_wall_s = time.perf_counter() - started
 
     try:

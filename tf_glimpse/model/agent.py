@@ -72,7 +72,7 @@ class GlimpseAgent(keras.Model):
         self.grid = self.sensor.grid
         self.num_actions = self.grid.num_actions
         self.centres = tf.constant(self.grid.centres())  # [A, 2]
-        self.encoder = GlimpseEncoder(config.encoder, config.glimpse_units,
+        self.encoder = GlimpseEncoder(config.encoder_kind, config.glimpse_units,
                                       config.location_units, config.embedding_units)
         self.memory = keras.layers.LSTMCell(config.memory_units)
         self.policy = LocationPolicy(self.num_actions, learned_first=not config.context,

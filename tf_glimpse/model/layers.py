@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tf_glimpse.config import ENCODERS
+from tf_glimpse.config import ENCODER_KINDS
 
 POLICY_MODES = ("sample", "greedy", "random", "given")
 _MASKED = -1e9  # The distribution's logit of a visited cell: probability 0.
@@ -42,8 +42,8 @@ class GlimpseEncoder(keras.layers.Layer):
     def __init__(self, kind: str = "mlp", glimpse_units: int = 128, location_units: int = 64,
                  embedding_units: int = 256, **kwargs):
         super().__init__(**kwargs)
-        if kind not in ENCODERS:
-            raise ValueError(f"encoder kind={kind!r}; valid values: {', '.join(ENCODERS)}")
+        if kind not in ENCODER_KINDS:
+            raise ValueError(f"encoder kind={kind!r}; valid values: {', '.join(ENCODER_KINDS)}")
         self.kind = kind
         self.glimpse_units = glimpse_units
         self.location_units = location_units
