@@ -19,8 +19,9 @@ default (see ``train.py --help``).
    greedy validation accuracy is selected (validation only), and the fixed test set
    is evaluated once, with it.
 2. The CNN baseline (`benchmarks/cnn_baseline.py`) trains on the same canvases for
-   the same budget: the same wall time with ``--minutes``, else the same number of
-   epochs (epochs + pre-training epochs).  It selects its best validation epoch and
+   the same budget: with ``--minutes``, the agent's training seconds (the agent stops
+   at the first epoch end past the budget, the CNN after the first batch past those
+   seconds), else the same number of epochs (epochs + pre-training epochs).  It selects its best validation epoch and
    evaluates the test set once.  It runs in ``LOGDIR/cnn``.  It does not change when
    the agent does, so it is measured once per (setting, budget, hardware): its
    figure is appended to ``--cnn_results`` (default
@@ -316,16 +317,19 @@ def stored_cnn(path: str | Path, setting: str, budget: dict, machine: str,
 
 
 def train_and_store_cnn(args: argparse.Namespace, config: GlimpseConfig, splits, logdir: Path,
-                        command: str, input_size: int | None = None) -> dict:
+                        command: str, input_size: int | None = None,
+                        seconds: float | None = None) -> dict:
     """Train a CNN baseline (on the canvas pooled to `input_size` if given) for the budget of
-    `config`, append its figure to --cnn_results."""
+    `config`, append its figure to --cnn_results.  With a --minutes budget the CNN trains
+    for `seconds` (the agent's training time, which ends at an epoch end past the budget)
+    or else the budget itself, stopping after the first batch past it."""
     from benchmarks.cnn_baseline import train_cnn
 
     budget = budget_of(config)
     name = baseline_name(input_size)
     print(f"CNN baseline{f' on {input_size}x{input_size}' if input_size else ''}: {budget} on "
           f"the same canvases", flush=True)
-    seconds = config.budget_seconds
+    seconds = None if config.budget_seconds is None else seconds or config.budget_seconds
     epochs = MAX_EPOCHS_WITH_BUDGET if seconds else int(budget["epochs"])
     reset_peak_memory()
     cnn = train_cnn(splits, config, epochs, logdir / name, resume=args.resume, seconds=seconds,
@@ -339,12 +343,13 @@ def train_and_store_cnn(args: argparse.Namespace, config: GlimpseConfig, splits,
 
 
 def baselines(args: argparse.Namespace, config: GlimpseConfig, splits, logdir: Path,
-              command: str) -> dict[str, dict | None]:
+              command: str, seconds: float | None = None) -> dict[str, dict | None]:
     """The figures of the setting's CNN baselines: {"cnn": ..., "downsampled": ... or None}.
 
     Each is the stored figure of this setting, budget and hardware when there is one, else
-    trained now (not with --skip_cnn).  The downsampled CNN exists for settings with
-    `downsample_to` (the large canvases)."""
+    trained now (not with --skip_cnn) for `seconds` under a --minutes budget (the agent's
+    training time).  The downsampled CNN exists for settings with `downsample_to` (the
+    large canvases)."""
     setting, budget = get_setting(args.setting), budget_of(config)
     sizes = {"cnn": None, "downsampled": setting.downsample_to}
     found: dict[str, dict | None] = {}
@@ -358,7 +363,7 @@ def baselines(args: argparse.Namespace, config: GlimpseConfig, splits, logdir: P
             print(f"CNN baseline {baseline_name(size)}: the stored figure for {budget} from "
                   f"{entry['date']} ({args.cnn_results})", flush=True)
         elif not args.skip_cnn:
-            entry = train_and_store_cnn(args, config, splits, logdir, command, size)
+            entry = train_and_store_cnn(args, config, splits, logdir, command, size, seconds)
         found[key] = entry
     return found
 
@@ -413,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     process_wall_s = time.perf_counter() - started
 
     try:
-        found = baselines(args, config, splits, logdir, command)
+        found = baselines(args, config, splits, logdir, command, agent["train_seconds"])
     except FileExistsError as error:
         print(f"ram_benchmark.py: error: {error}", file=sys.stderr)
         return 1

@@ -465,3 +465,17 @@ def test_the_cnn_keeps_a_time_budget_within_an_epoch(tmp_path):
     assert metrics["epochs"] == 1
     assert metrics["val_history"][0]["train_images"] == 64  # one batch of eight
     assert metrics["images_per_s"] == pytest.approx(64 / metrics["train_seconds"])
+
+
+def test_cnn_latency_times_both_baselines_of_a_large_canvas(capsys):
+    """`python benchmarks/cnn_latency.py --setting cluttered200`, in process."""
+    from benchmarks import cnn_latency
+
+    assert cnn_latency.main(["--setting", "cluttered200", "--runs", "2", "--warmup", "0"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["cnn_tflite_ms"] > 0 and result["downsampled_cnn_tflite_ms"] > 0
+    assert result["downsampled_cnn_architecture"].startswith("AvgPool2-")
+    assert result["cnn_flops_per_image"] > result["downsampled_cnn_flops_per_image"]
+    with pytest.raises(SystemExit) as exit_info:
+        cnn_latency.main(["--setting", "cluttered200", "--runs", "0"])
+    assert exit_info.value.code == 2

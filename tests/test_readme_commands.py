@@ -48,6 +48,8 @@ RUN_ELSEWHERE = {
         "test_benchmarks.py::test_bfloat16_matmul_times_both_precisions_and_reports_their_ratio",
     "benchmarks/inference_latency.py":
         "test_export.py::test_inference_latency_benchmark_times_every_exported_model",
+    "benchmarks/cnn_latency.py":
+        "test_benchmarks.py::test_cnn_latency_times_both_baselines_of_a_large_canvas",
 }
 # Programs this file runs (the test that does, by name).
 RUN_HERE = {
