@@ -21,10 +21,10 @@ default (see ``train.py --help``).
 2. The CNN baseline (`benchmarks/cnn_baseline.py`) trains on the same canvases for
    the same budget: with ``--minutes``, the agent's training seconds (the agent stops
    at the first epoch end past the budget, the CNN after the first batch past those
-   seconds), else the same number of epochs (epochs + pre-training epochs).  It selects its best validation epoch and
-   evaluates the test set once.  It runs in ``LOGDIR/cnn``.  It does not change when
-   the agent does, so it is measured once per (setting, budget, hardware): its
-   figure is appended to ``--cnn_results`` (default
+   seconds), else the same number of epochs (epochs + pre-training epochs).  It
+   selects its best validation epoch and evaluates the test set once.  It runs in
+   ``LOGDIR/cnn``.  It does not change when the agent does, so it is measured once
+   per (setting, budget, hardware): its figure is appended to ``--cnn_results`` (default
    ``benchmarks/cnn_results.jsonl``) and later runs of the same setting and budget
    reuse it.  ``--skip_cnn`` never trains it (its fields are null when no figure is
    stored); ``--cnn_only`` trains and stores it without the agent.

@@ -199,3 +199,15 @@ def test_a_checkpoint_restores_every_weight_of_the_agent(tmp_path, encoder):
     assert len(restored.weights) == len(trained.weights)
     for saved, loaded in zip(trained.weights, restored.weights):
         np.testing.assert_array_equal(loaded.numpy(), saved.numpy(), err_msg=saved.path)
+
+
+def test_encoder_auto_takes_the_convolutions_for_small_glimpses_only():
+    from tf_glimpse.config import CNN_MAX_PATCH
+
+    small, large = CONFIG.replace(encoder="auto"), CONFIG.replace(encoder="auto", patch_size=12)
+    assert (small.patch_size, small.encoder_kind) == (CNN_MAX_PATCH, "cnn")
+    assert large.encoder_kind == "mlp"
+    assert CONFIG.replace(encoder="mlp").encoder_kind == "mlp"
+    assert large.replace(encoder="cnn").encoder_kind == "cnn"
+    agent = GlimpseAgent.from_glimpse_config(small)
+    assert agent.encoder.kind == "cnn" and agent.get_config()["config"]["encoder"] == "auto"
