@@ -8,7 +8,7 @@ same design on the canvas average-pooled to 100 x 100 are converted to TFLite
 median is reported.  Latency does not depend on the weights, so the models are not
 trained (seeded initial weights).  The agent's figure comes from its export:
 ``python benchmarks/inference_latency.py OUT``.  The last line is JSON, e.g.
-{"setting": "cluttered400", "cnn_tflite_ms": 30.1, "downsampled_cnn_tflite_ms": 0.9, ...}.
+{"setting": "cluttered400", "cnn_tflite_ms": 3.6, "downsampled_cnn_tflite_ms": 0.48, ...}.
 """
 
 from __future__ import annotations
@@ -69,10 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     setting = get_setting(args.setting)
     config = setting.config()
     result = {"setting": setting.name, "img_size": config.img_size}
-    models = {"cnn": None, "downsampled_cnn": setting.downsample_to}
-    for name, input_size in models.items():
-        if name == "downsampled_cnn" and input_size is None:
-            continue
+    for name, input_size in setting.baselines().items():
         layers = cnn_layers(config.img_size, 10, input_size)
         ms = tflite_ms(config.img_size, config.channels, input_size, args.runs, args.warmup)
         result.update({f"{name}_tflite_ms": ms, f"{name}_architecture": describe(layers),

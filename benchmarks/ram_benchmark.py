@@ -344,19 +344,16 @@ def train_and_store_cnn(args: argparse.Namespace, config: GlimpseConfig, splits,
 
 def baselines(args: argparse.Namespace, config: GlimpseConfig, splits, logdir: Path,
               command: str, seconds: float | None = None) -> dict[str, dict | None]:
-    """The figures of the setting's CNN baselines: {"cnn": ..., "downsampled": ... or None}.
+    """The figures of the setting's CNN baselines (`Setting.baselines`): {"cnn": ...}, and
+    "downsampled_cnn" on the large canvases; a figure is None when none is stored and
+    --skip_cnn is given.
 
     Each is the stored figure of this setting, budget and hardware when there is one, else
     trained now (not with --skip_cnn) for `seconds` under a --minutes budget (the agent's
-    training time).  The downsampled CNN exists for settings with `downsample_to` (the
-    large canvases)."""
+    training time)."""
     setting, budget = get_setting(args.setting), budget_of(config)
-    sizes = {"cnn": None, "downsampled": setting.downsample_to}
     found: dict[str, dict | None] = {}
-    for key, size in sizes.items():
-        if key == "downsampled" and size is None:
-            found[key] = None
-            continue
+    for key, size in setting.baselines().items():
         # Looked up after training: a --cnn_only run of the same budget may have run alongside.
         entry = stored_cnn(args.cnn_results, setting.name, budget, hardware(), size)
         if entry is not None:
@@ -424,14 +421,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cnn = found["cnn"]
 
-    row = result_row(setting.name, config, agent, cnn, command, process_wall_s,
-                     found["downsampled"])
+    pooled = found.get("downsampled_cnn")
+    row = result_row(setting.name, config, agent, cnn, command, process_wall_s, pooled)
     append_row(args.results, row)
     print(f"{setting.name}: test error {row['test_error']:.2f}% (val {row['val_error']:.2f}%)"
           + (f", CNN {row['cnn_test_error']:.2f}% (val {row['cnn_val_error']:.2f}%)" if cnn
              else "")
           + (f", CNN on {setting.downsample_to}x{setting.downsample_to} "
-             f"{row['downsampled_cnn_test_error']:.2f}%" if found["downsampled"] else "")
+             f"{row['downsampled_cnn_test_error']:.2f}%" if pooled else "")
           + f"; FLOPs/image {row['flops_per_image']:,}"
           + (f" vs CNN {row['cnn_flops_per_image']:,}" if cnn else "")
           + f"; row appended to {args.results}", flush=True)

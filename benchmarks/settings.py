@@ -48,6 +48,13 @@ class Setting:
         """The `GlimpseConfig` of this setting, with `overrides` applied on top (validated)."""
         return GlimpseConfig(**{**self.flags, **overrides})
 
+    def baselines(self) -> dict[str, int | None]:
+        """The CNN baselines of this setting's rows, by field prefix -> the input size their
+        canvas is average-pooled to: {"cnn": None} (the full canvas), and
+        "downsampled_cnn": `downsample_to` for the large canvases."""
+        pooled = {} if self.downsample_to is None else {"downsampled_cnn": self.downsample_to}
+        return {"cnn": None, **pooled}
+
     def reference(self) -> dict[str, Any]:
         """The reference errors (%) as a JSON-ready dict."""
         return {"ram_paper": self.ram_paper, "best_public": self.best_public,
