@@ -13,10 +13,12 @@ embedding, memory and classifier, C = 10 classes):
 * sensor, per step: the ``matmul`` backend computes ``Wy @ image @ Wx^T`` per
   scale with dense [P, I] interpolation matrices, P*I*I + P*P*I MACs per scale
   (most of them multiply zeros); ``window`` reads the L x L window of scale j
-  (L = P * 2^j, plus one for odd P) and computes ``W @ window @ W^T`` with a
-  [P, L] matrix, P*L*L + P*P*L MACs, independent of I; ``crop_and_resize`` reads the
-  window of scale j at full resolution, (P * 2^j)^2 bilinear samples of about 4 MACs each, then
-  averages it down to P x P (pooling not counted);
+  (L = P * 2^j, plus one for odd P); for even P it average-pools it, L*L adds
+  (counted, one FLOP each: the sensor's whole work), for odd P it computes
+  ``W @ window @ W^T`` with a [P, L] matrix, P*L*L + P*P*L MACs; independent of I;
+  ``crop_and_resize`` reads the window of scale j at full resolution, (P * 2^j)^2
+  bilinear samples of about 4 MACs each, then averages it down to P x P (pooling
+  not counted);
 * encoder, per step: "what" k*P*P*G + G*D (``cnn``: two 3x3 convolutions first),
   "where" 2*L + L*D;
 * memory, per step: LSTM, (D + M) * 4M;
@@ -25,6 +27,8 @@ embedding, memory and classifier, C = 10 classes):
   context network, every step T*M*A;
 * context (``context`` only): the coarse view of c*c = (I // f)^2 values,
   f = max(1, I // P), through c*c*M + M*2M;
+* saliency (``saliency`` only): three 3x3 convolutions (C -> 16 -> 16 -> 1 channels)
+  on the canvas pooled by the stride, L x L with L = I // s, once per episode;
 * baseline, per step: M*1 (the value head runs in every forward pass);
 * classifier: multi-head attention over the T embeddings (Q, K, V and output
   projections 4*T*D*D, scores and weighted sum 2*T*T*D, the full T x T under the
@@ -35,7 +39,7 @@ a forward pass for a prediction does not need it (XLA drops it), so it is not co
 
 Pixels per image: the agent receives T*k*P*P glimpse values (a value of scale
 j >= 1 summarises a 2^j x 2^j block of source pixels), plus the context network's
-(I // f)^2 coarse values; the CNN reads all I*I pixels.
+(I // f)^2 coarse values and the saliency map's (I // s)^2; the CNN reads all I*I pixels.
 """
 
 from __future__ import annotations
@@ -85,8 +89,11 @@ def sensor_flops(backend: str, img_size: int, patch_size: int, scales: int) -> i
         return 2 * scales * (patch_size * img_size * img_size + patch_size * patch_size * img_size)
     if backend == "crop_and_resize":
         return 2 * 4 * sum((patch_size * 2 ** j) ** 2 for j in range(scales))
-    if backend == "window":  # [P, L] @ window [L, L] @ [L, P], L = P * 2^j (+1 for odd P).
-        lengths = [patch_size * 2 ** j + (patch_size % 2 and j > 0) for j in range(scales)]
+    if backend == "window":
+        if patch_size % 2 == 0:  # An average pooling of each L x L window: one add a pixel.
+            return sum((patch_size * 2 ** j) ** 2 for j in range(scales))
+        # [P, L] @ window [L, L] @ [L, P], L = P * 2^j (+1 at j > 0).
+        lengths = [patch_size * 2 ** j + (j > 0) for j in range(scales)]
         return 2 * sum(patch_size * n * n + patch_size * patch_size * n for n in lengths)
     raise ValueError(f"sensor backend={backend!r}; valid values: matmul, crop_and_resize, "
                      f"window")
@@ -117,6 +124,7 @@ def agent_flops(config) -> dict[str, int]:
         "context": (dense_flops(config.channels * context_values(config), m)
                     + dense_flops(m, 2 * m)
                     if config.context else 0),
+        "saliency": saliency_flops(config) if config.saliency else 0,
     }
     parts["total"] = sum(parts.values())
     return parts
@@ -173,6 +181,13 @@ def keras_flops(model) -> int:
     return int(flops)
 
 
+def saliency_flops(config) -> int:
+    """FLOPs of `SaliencyMap`: its three 3x3 convolutions on the L x L pooled canvas."""
+    size, units = config.img_size // config.stride, 16
+    return (conv2d_flops(size, size, 3, config.channels, units)
+            + conv2d_flops(size, size, 3, units, units) + conv2d_flops(size, size, 3, units, 1))
+
+
 def context_values(config) -> int:
     """Values of the context network's coarse view, (I // f)^2 with f = max(1, I // P)."""
     factor = max(1, config.img_size // config.patch_size)
@@ -182,7 +197,9 @@ def context_values(config) -> int:
 def agent_pixels(config) -> int:
     """Values one episode gives the agent: T * k * P * P * C glimpse values (+ the context's)."""
     context = context_values(config) if config.context else 0
-    return config.channels * (config.steps * config.scales * config.patch_size ** 2 + context)
+    saliency = (config.img_size // config.stride) ** 2 if config.saliency else 0
+    return config.channels * (config.steps * config.scales * config.patch_size ** 2 + context
+                              + saliency)
 
 
 def canvas_pixels(config) -> int:

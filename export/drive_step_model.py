@@ -16,7 +16,7 @@ copy it next to `glimpse_step.tflite` and `export_info.json` on the device.
         glimpse = read_glimpse(image, action, info["grid"])  # image: uint8 [I, I]
         out = step(glimpse=glimpse, action=np.array([action], np.int32),
                    step=np.array([t], np.int32), **state)
-        state = {name: out[name] for name in state}
+        state.update({name: out[name] for name in state if name in out})
         action = int(np.argmax(out["next_logits"]))  # where to look next
     class_id = int(np.argmax(out["probabilities"]))
 
@@ -27,6 +27,8 @@ An agent with a context network (``config.context``) chooses its first cell from
 coarse view of the whole canvas: export_info.json then names ``context_model``
 (glimpse_context.tflite: ``images`` uint8 [1, I, I, C] -> ``lstm_h``, ``lstm_c``,
 ``next_logits``), which `first_state` runs instead of reading ``initial_logits``.
+With a saliency map it also gives ``saliency``, a step-model input that stays the
+same for the whole episode (the loop above keeps it: the step model does not return it).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def first_state(info: dict, image: np.ndarray,
     image = np.asarray(image, np.uint8)
     image = (image[..., None] if image.ndim == 2 else image)[None]
     out = context_runner(images=image)
-    state["lstm_h"], state["lstm_c"] = out["lstm_h"], out["lstm_c"]
+    state.update({name: out[name] for name in state if name in out})
     return state, int(np.argmax(out["next_logits"][0]))
 
 
@@ -151,7 +153,7 @@ def run_episode(step_runner, image: np.ndarray, info: dict,
         if record is not None:
             record.append(inputs)
         out = step_runner(**inputs)
-        state = {name: out[name] for name in state}
+        state.update({name: out[name] for name in state if name in out})
         actions.append(action)
         step_probabilities.append(out["probabilities"][0])
         action = int(np.argmax(out["next_logits"][0]))

@@ -326,7 +326,9 @@ def _describe(config, agent, initial: np.ndarray | None, shapes: dict) -> dict:
         "step_model": {
             "inputs": {"glimpse": [1, *glimpse_shape],
                        "action": [1], "step": [1], **shapes},
-            "outputs": ["next_logits", "probabilities", *shapes],
+            # Every state tensor comes back but the saliency map, the same at every step.
+            "outputs": ["next_logits", "probabilities",
+                        *(name for name in shapes if name != "saliency")],
             "state_shapes": shapes,
             "state_dtypes": {name: STATE_DTYPES.get(name, "float32") for name in shapes},
         },

@@ -17,13 +17,15 @@ embedding and classifier widths):
     embeddings  float32 [1, T, D]     the classifier's buffer of past embeddings (zeros at t = 0)
     gru_state   float32 [1, G]        the classifier's GRU state (zeros at t = 0)
     visited     int32   [1, A]        1 for cells already looked at (zeros at t = 0)
+    saliency    float32 [1, A]        (agents with `saliency` only) the image's logit per
+                                      cell, from the context model; the same at every step
 
 Outputs: ``next_logits`` [1, A] (policy logits of the cell for step t + 1, whose
 argmax is the greedy cell; with ``mask_visited`` visited cells get a logit one below
 the lowest, `LocationPolicy.ranking`), ``probabilities`` [1, C] (class
 probabilities after glimpses 0..t) and the new ``lstm_h``, ``lstm_c``,
 ``embeddings``, ``gru_state`` and ``visited`` (same names as the inputs, so the
-caller feeds them straight back).
+caller feeds them straight back; ``saliency`` is an input only).
 
 Nothing here re-implements the agent: the step calls `GlimpseAgent.remember`
 (encoder + memory), `StepClassifier.step` (the causal classifier's work for step
@@ -46,15 +48,19 @@ STATE_DTYPES = {"visited": "int32"}  # The others are float32.
 
 
 def state_shapes(agent: GlimpseAgent) -> dict[str, list[int]]:
-    """Shapes of the five state tensors (batch size 1)."""
+    """Shapes of the state tensors (batch size 1): the five of STATE_NAMES, and
+    ``saliency`` for an agent with a saliency map."""
     classifier = agent.classifier
-    return {
+    shapes = {
         "lstm_h": [1, agent.memory_units],
         "lstm_c": [1, agent.memory_units],
         "embeddings": [1, agent.steps, agent.encoder.embedding_units],
         "gru_state": [1, classifier.units],
         "visited": [1, agent.num_actions],
     }
+    if agent.saliency is not None:
+        shapes["saliency"] = [1, agent.num_actions]
+    return shapes
 
 
 def step_specs(agent: GlimpseAgent) -> list[tf.TensorSpec]:
@@ -83,8 +89,9 @@ class ContextModule(tf.Module):
     """The graph of `glimpse_context.tflite` (agents with a context network only).
 
     uint8 images [1, I, I, C] -> ``lstm_h``, ``lstm_c`` [1, M] (the memory's initial
-    state, `GlimpseAgent.initial_state`) and ``next_logits`` [1, A] (the first
-    cell's logits, `GlimpseAgent.next_logits`).
+    state, `GlimpseAgent.initial_state`), ``next_logits`` [1, A] (the first
+    cell's logits, `GlimpseAgent.next_logits`) and, for an agent with a saliency
+    map, ``saliency`` [1, A] (`GlimpseAgent.saliency_logits`, an input of every step).
     """
 
     def __init__(self, agent: GlimpseAgent, name: str = "glimpse_context"):
@@ -95,10 +102,15 @@ class ContextModule(tf.Module):
 
     def start(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         """The state and first-cell logits of uint8 images [1, I, I, C]."""
-        lstm_h, lstm_c = self.agent.initial_state(tf.cast(images, tf.float32) / 255.0)
+        pixels = tf.cast(images, tf.float32) / 255.0
+        lstm_h, lstm_c = self.agent.initial_state(pixels)
+        saliency = self.agent.saliency_logits(pixels)
         visited = self.agent.policy.no_visits(1)
-        return {"lstm_h": lstm_h, "lstm_c": lstm_c,
-                "next_logits": self.agent.next_logits(lstm_h, 0, visited)}
+        outputs = {"lstm_h": lstm_h, "lstm_c": lstm_c,
+                   "next_logits": self.agent.next_logits(lstm_h, 0, visited, saliency)}
+        if saliency is not None:
+            outputs["saliency"] = saliency
+        return outputs
 
     def start_function(self) -> tf.types.experimental.ConcreteFunction:
         """The concrete function of `start` for one image."""
@@ -117,6 +129,18 @@ class StepModule(tf.Module):
              lstm_c: tf.Tensor, embeddings: tf.Tensor, gru_state: tf.Tensor,
              visited: tf.Tensor) -> dict[str, tf.Tensor]:
         """Glimpse t at `action` + state -> next-cell logits, class probabilities, new state."""
+        return self._step(glimpse, action, step, lstm_h, lstm_c, embeddings, gru_state, visited)
+
+    def step_with_saliency(self, glimpse: tf.Tensor, action: tf.Tensor, step: tf.Tensor,
+                           lstm_h: tf.Tensor, lstm_c: tf.Tensor, embeddings: tf.Tensor,
+                           gru_state: tf.Tensor, visited: tf.Tensor,
+                           saliency: tf.Tensor) -> dict[str, tf.Tensor]:
+        """`step` for an agent with a saliency map: the image's cell logits [1, A] too."""
+        return self._step(glimpse, action, step, lstm_h, lstm_c, embeddings, gru_state,
+                          visited, saliency)
+
+    def _step(self, glimpse, action, step, lstm_h, lstm_c, embeddings, gru_state, visited,
+              saliency=None) -> dict[str, tf.Tensor]:
         agent = self.agent
         # Vision and memory, and the classifier's step t: the agent's own code.
         embedding, (lstm_h, lstm_c) = agent.remember(glimpse, action, [lstm_h, lstm_c])
@@ -125,7 +149,7 @@ class StepModule(tf.Module):
 
         # Policy for the next step, from the new memory state.
         visited = agent.policy.visit(visited, action)
-        next_logits = agent.next_logits(lstm_h, 1, visited)
+        next_logits = agent.next_logits(lstm_h, 1, visited, saliency)
         return {
             "next_logits": next_logits,
             "probabilities": tf.nn.softmax(class_logits, axis=-1),
@@ -138,4 +162,6 @@ class StepModule(tf.Module):
 
     def step_function(self) -> tf.types.experimental.ConcreteFunction:
         """The concrete step function with the signature of `step_specs`."""
-        return tf.function(self.step).get_concrete_function(*step_specs(self.agent))
+        # Two functions, no optional argument: the export traces every argument given.
+        step = self.step if self.agent.saliency is None else self.step_with_saliency
+        return tf.function(step).get_concrete_function(*step_specs(self.agent))

@@ -178,14 +178,69 @@ def test_policy_ranking_picks_the_distributions_argmax_within_the_logits_range()
         np.testing.assert_array_equal(greedy, np.argmax(distribution, -1))
 
 
-@pytest.mark.parametrize("encoder", ["mlp", "cnn"])
-def test_a_checkpoint_restores_every_weight_of_the_agent(tmp_path, encoder):
+def test_saliency_map_is_the_same_detector_at_every_cell_and_reinforce_trains_it():
+    """Shifting the canvas by one stride shifts the saliency logits by one cell (away from
+    the zero-padded border); the map adds to every step's logits and only REINFORCE,
+    through them, trains it."""
+    from tf_glimpse.model.layers import SaliencyMap
+
+    config = GlimpseConfig(img_size=64, clutter_count=0, patch_size=8, stride=4,
+                           saliency=True)
+    saliency = SaliencyMap(config.img_size, config.patch_size, config.stride)
+    saliency(tf.zeros([1, 64, 64, 1]))
+    for weight in saliency.weights:  # The last convolution starts at zero: give it values.
+        weight.assign(tf.random.stateless_normal(weight.shape, seed=[7, 8]))
+    canvas = np.zeros([1, 64, 64, 1], np.float32)
+    canvas[0, 20:34, 18:30] = 1.0
+    moved = np.roll(canvas, (4, 8), axis=(1, 2))  # one cell down, two to the right
+    n = config.grid.size
+    before = saliency(canvas).numpy().reshape(n, n)
+    after = saliency(moved).numpy().reshape(n, n)
+    np.testing.assert_allclose(after[4:-3, 5:-3], before[3:-4, 3:-5], atol=1e-5)
+    assert np.ptp(before) > 1.0  # A map with structure, not a constant.
+
+    small = CONFIG.replace(context=True, saliency=True)
+    agent = GlimpseAgent.from_glimpse_config(small)
+    for weight in agent.saliency.weights:
+        weight.assign(tf.random.stateless_normal(weight.shape, seed=[9, 10]))
+    outputs = agent(images_for(small), mode="greedy")
+    map_logits = agent.saliency_logits(images_for(small)).numpy()
+    without = agent.policy.raw_logits(agent.initial_state(images_for(small))[0], 0).numpy()
+    np.testing.assert_allclose(outputs["policy_logits"][:, 0].numpy(), without + map_logits,
+                               rtol=1e-5, atol=1e-4)
+    with tf.GradientTape(persistent=True) as tape:
+        outputs = agent(images_for(small), mode="sample", seed=SEED, training=True)
+        losses = agent_losses(outputs, LABELS, small)
+        reinforce, classification = (tf.reduce_mean(losses[k])
+                                     for k in ("reinforce", "classification"))
+    variables = agent.trainable_variables
+    names = [v.path for v in variables]
+    assert nonzero(dict(zip(names, tape.gradient(reinforce, variables))), "saliency_map")
+    assert not nonzero(dict(zip(names, tape.gradient(classification, variables))),
+                       "saliency_map")
+
+
+def images_for(config: GlimpseConfig) -> tf.Tensor:
+    """Six fixed random canvases of `config`'s size."""
+    return tf.random.stateless_uniform([6, config.img_size, config.img_size, 1], seed=[1, 2])
+
+
+def test_saliency_needs_the_context_network():
+    from tf_glimpse.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="saliency=True needs context=True"):
+        CONFIG.replace(saliency=True, context=False)
+
+
+@pytest.mark.parametrize("encoder, saliency", [("mlp", False), ("cnn", False), ("mlp", True)])
+def test_a_checkpoint_restores_every_weight_of_the_agent(tmp_path, encoder, saliency):
     """load_agent (report, export, the best agent) gets back every trained weight: Keras 3
     lists of layers were not in tf.train.Checkpoint's graph, so the cnn encoder's
     convolutions came back as a fresh initialisation."""
     from tf_glimpse.training.runs import load_agent, prepare_run_dir
 
-    config = GlimpseConfig(**{**CONFIG.to_dict(), "encoder": encoder, "context": True})
+    config = GlimpseConfig(**{**CONFIG.to_dict(), "encoder": encoder, "context": True,
+                              "saliency": saliency})
     tf.keras.utils.set_random_seed(0)
     trained = GlimpseAgent.from_glimpse_config(config)
     trained(tf.zeros([2, 28, 28, 1]), mode="greedy")

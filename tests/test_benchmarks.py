@@ -42,24 +42,28 @@ def test_agent_flops_of_a_tiny_config_match_a_hand_computation():
     assert parts["total"] == 70_536
 
 
-@pytest.mark.parametrize("context", [False, True])
-def test_agent_flops_agree_with_the_built_models_kernels(context):
+@pytest.mark.parametrize("context,saliency", [(False, False), (True, False), (True, True)])
+def test_agent_flops_agree_with_the_built_models_kernels(context, saliency):
     """Count from the kernels of a real GlimpseAgent: catches a wrong width or gate count."""
     from tf_glimpse.model.agent import GlimpseAgent
 
     config = GlimpseConfig(**{**TINY, "memory_units": 6, "classifier_units": 7,
-                              "context": context})
+                              "context": context, "saliency": saliency})
     model = GlimpseAgent.from_glimpse_config(config)
     t, d = config.steps, config.embedding_units
+    coarse = config.img_size // config.stride
     macs = 0
     # The memory head serves the training loss only: not part of a prediction's FLOPs.
     kernels = [v for v in model.weights if v.path.endswith("kernel")
                and "memory_head" not in v.path]
-    # encoder 4, LSTM 2, policy, baseline, attention 4, GRU 2, logits (+ context 2)
-    assert len(kernels) == 15 + 2 * context
+    # encoder 4, LSTM 2, policy, baseline, attention 4, GRU 2, logits (+ context 2,
+    # + saliency 3)
+    assert len(kernels) == 15 + 2 * context + 3 * saliency
     for variable in kernels:
         if "context_network" in variable.path:
             uses = 1
+        elif "saliency_map" in variable.path:  # A convolution: once per coarse pixel.
+            uses = coarse * coarse
         elif "policy_head" in variable.path:
             uses = t if context else t - 1
         else:
@@ -323,9 +327,12 @@ def test_minutes_makes_epochs_a_maximum():
 def test_window_sensor_flops_do_not_grow_with_the_canvas():
     costs = {size: flops.sensor_flops("window", size, 12, 3) for size in (60, 100, 200, 400)}
     assert len(set(costs.values())) == 1
-    # [P, L] @ [L, L] @ [L, P] for L = 12, 24, 48: 2 * (P*L*L + P*P*L) each.
-    assert costs[60] == 2 * sum(12 * n * n + 144 * n for n in (12, 24, 48))
-    assert flops.sensor_flops("matmul", 400, 12, 3) > 100 * costs[400]
+    # Even P: an average pooling of each L x L window, L = 12, 24, 48: one add a pixel.
+    assert costs[60] == sum(n * n for n in (12, 24, 48))
+    assert flops.sensor_flops("matmul", 400, 12, 3) > 1000 * costs[400]
+    # Odd P: [P, L] @ [L, L] @ [L, P] for L = 11, 23, 45: 2 * (P*L*L + P*P*L) each.
+    odd = {size: flops.sensor_flops("window", size, 11, 3) for size in (60, 400)}
+    assert odd[60] == odd[400] == 2 * sum(11 * n * n + 121 * n for n in (11, 23, 45))
 
 
 def test_train_throughput_prints_our_rate_and_the_ratio_to_the_peer(data_dir, tmp_path):

@@ -290,24 +290,36 @@ def test_failed_export_leaves_no_partial_output(run_dir, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # Neither OUT_DIR nor the staging directory.
 
 
-def test_context_agent_exports_a_context_model_the_step_loop_starts_from(tmp_path, data_dir):
+@pytest.mark.parametrize("saliency", [False, True])
+def test_context_agent_exports_a_context_model_the_step_loop_starts_from(tmp_path, data_dir,
+                                                                          saliency):
     """With a context network the first cell depends on the canvas: glimpse_context.tflite
-    gives the step loop its initial memory, and the loop still matches the full model
-    (export_run checks that parity itself and raises ExportError otherwise)."""
+    gives the step loop its initial memory (and with a saliency map the image's logit per
+    cell, an input of every step), and the loop still matches the full model (export_run
+    checks that parity itself and raises ExportError otherwise)."""
+    from export.drive_step_model import context_runner
     from export.pipeline import CONTEXT_MODEL
 
     config = GlimpseConfig(data_dir=data_dir, img_size=28, clutter_count=0, patch_size=14,
                            stride=7, steps=3, subset=512, val_size=128, batch_size=64,
-                           epochs=1, context=True, jit_compile=False, **SMALL)
+                           epochs=1, context=True, saliency=saliency, jit_compile=False,
+                           **SMALL)
     Trainer(config, tmp_path / "run", verbose=0).fit()
     info = export_run(tmp_path / "run", tmp_path / "out", verify_count=32, eval_count=32,
                       log=lambda message: None)
     assert info["context_model"] == CONTEXT_MODEL and info["initial_logits"] is None
     assert not tflite.flex_ops(tmp_path / "out" / CONTEXT_MODEL)
+    assert ("saliency" in info["step_model"]["state_shapes"]) == saliency
+    assert "saliency" not in info["step_model"]["outputs"]
     images, _ = validation_canvases(config, 32)
     full = tflite.run_full(tmp_path / "out" / FULL_MODEL, images)
     stepped = run_episodes(tmp_path / "out" / STEP_MODEL, images, info)
     np.testing.assert_array_equal(stepped["action_ids"], full["action_ids"])
+    if saliency:  # Trained away from its zero start, and a map of each image's own.
+        start = context_runner(tmp_path / "out" / STEP_MODEL, info)
+        maps = np.stack([start(images=image[None])["saliency"][0] for image in images[:4]])
+        assert maps.shape == (4, 9) and np.ptp(maps, axis=1).min() > 0
+        assert np.abs(maps[0] - maps[1]).max() > 0
 
 
 def test_inference_latency_benchmark_times_every_exported_model(exported):

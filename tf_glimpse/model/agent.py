@@ -6,8 +6,9 @@ One episode of T steps, for t = 0 .. T-1:
    cells.  Its logits come from the memory state h_{t-1}; the first location (t = 0,
    nothing seen yet) is drawn from a learned, image-independent logit vector
    (`initial_logits`), or with `context` from h_{-1}, set by a coarse view of the
-   whole canvas (`ContextNetwork`).  With `mask_visited` cells already looked at
-   have probability 0.
+   whole canvas (`ContextNetwork`).  With `saliency` a convolutional detector on
+   the pooled canvas adds the image's logit per cell at every step (`SaliencyMap`).
+   With `mask_visited` cells already looked at have probability 0.
 2. Sensor: the glimpse at the chosen cell (`GlimpseSensor`, k scales).
 3. Encoder: "what" + "where" -> embedding e_t.
 4. Memory: h_t = LSTM(e_t, h_{t-1}).
@@ -17,10 +18,11 @@ One episode of T steps, for t = 0 .. T-1:
 After the loop the `StepClassifier` turns e_0..e_T-1 into class logits after every
 step (causally).  Gradients: the classification loss trains encoder and classifier;
 the memory loss (`memory_head` on h_t) trains memory, memory head and context;
-REINFORCE trains policy, memory, context and initial logits (the memory reads a
-stop-gradiented e_t, unless `memory_trains_encoder`: then REINFORCE and the memory
-loss train the encoder too); the value loss trains the baseline head only.  The
-policy chooses locations from memory only, and actions are discrete samples, so no
+REINFORCE trains policy, memory, context, saliency map and initial logits (the
+memory reads a stop-gradiented e_t, unless `memory_trains_encoder`: then REINFORCE
+and the memory loss train the encoder too); the value loss trains the baseline head
+only.  The policy chooses locations from memory (and the saliency map) only, and
+actions are discrete samples, so no
 gradient of the classification loss can reach the policy through the chosen location.
 
 Policies (`mode`): "sample" (training), "greedy" (argmax, deterministic; evaluation
@@ -39,6 +41,7 @@ from tf_glimpse.model.layers import (
     ContextNetwork,
     GlimpseEncoder,
     LocationPolicy,
+    SaliencyMap,
     StepClassifier,
 )
 from tf_glimpse.model.sensor import GlimpseSensor
@@ -82,6 +85,8 @@ class GlimpseAgent(keras.Model):
         self.memory_head = keras.layers.Dense(config.num_classes, name="memory_head")
         self.context = (ContextNetwork(config.img_size, config.patch_size, config.memory_units)
                         if config.context else None)
+        self.saliency = (SaliencyMap(config.img_size, config.patch_size, config.stride)
+                         if config.saliency else None)
         self.classifier = StepClassifier(config.num_classes, config.classifier_units,
                                          config.attention_heads)
 
@@ -103,13 +108,19 @@ class GlimpseAgent(keras.Model):
         zeros = tf.zeros([tf.shape(images)[0], self.memory_units])
         return [zeros, zeros]
 
-    def next_logits(self, hidden: tf.Tensor, step: int, visited: tf.Tensor | None) -> tf.Tensor:
-        """Logits [B, A] whose argmax is the greedy cell of `step`, from memory h_{step-1}.
+    def saliency_logits(self, images: tf.Tensor) -> tf.Tensor | None:
+        """The image's logit per cell [B, A] added to every step's policy, or None."""
+        return None if self.saliency is None else self.saliency(images)
+
+    def next_logits(self, hidden: tf.Tensor, step: int, visited: tf.Tensor | None,
+                    saliency: tf.Tensor | None = None) -> tf.Tensor:
+        """Logits [B, A] whose argmax is the greedy cell of `step`, from memory h_{step-1}
+        (and the image's `saliency_logits`).
 
         `LocationPolicy.ranking`: visited cells rank below all others without the
         distribution's -1e9, so that the exported (and int8) models keep the range.
         """
-        return self.policy.ranking(hidden, step, visited)
+        return self.policy.ranking(hidden, step, visited, saliency)
 
     def observe(self, images: tf.Tensor, actions: tf.Tensor,
                 state: list[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
@@ -150,13 +161,14 @@ class GlimpseAgent(keras.Model):
         step_seeds = (tf.cast(tf.random.experimental.stateless_split(seed, self.steps), tf.int32)
                       if seed is not None else [None] * self.steps)
         state = self.initial_state(images)
+        saliency = self.saliency_logits(images)
         visited = self.policy.no_visits(batch)
         records = {key: [] for key in ("actions", "log_probs", "entropies", "baselines",
                                        "policy_logits", "embeddings", "glimpses",
                                        "memory_logits")}
         for step in range(self.steps):
             choice = self.policy(state[0], step=step, visited=visited, mode=mode,
-                                 seed=step_seeds[step],
+                                 seed=step_seeds[step], saliency=saliency,
                                  given=None if actions is None else actions[:, step])
             action = choice["action"]
             baseline = self.baseline_head(tf.stop_gradient(state[0]))[:, 0]

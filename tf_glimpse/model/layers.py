@@ -6,8 +6,10 @@
   logits after every step.
 * `ContextNetwork` - a coarse view of the whole canvas -> the memory's initial
   state (DRAM's context network), so the first location can depend on the image.
-* `LocationPolicy` - memory h_{t-1} -> a distribution over the grid's cells and the
-  cell chosen (RAM's location network).
+* `SaliencyMap` - the whole canvas -> a logit per grid cell from one convolutional
+  detector (optional, `saliency`), added to every step's policy logits.
+* `LocationPolicy` - memory h_{t-1} (+ the saliency logits) -> a distribution over
+  the grid's cells and the cell chosen (RAM's location network).
 
 The memory (an LSTM cell) and the baseline head are plain Keras layers owned by
 `tf_glimpse.model.agent.GlimpseAgent`.
@@ -16,10 +18,12 @@ The memory (an LSTM cell) and the baseline head are plain Keras layers owned by
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_glimpse.config import ENCODER_KINDS
+from tf_glimpse.model.grid import ActionGrid
 
 POLICY_MODES = ("sample", "greedy", "random", "given")
 _MASKED = -1e9  # The distribution's logit of a visited cell: probability 0.
@@ -175,13 +179,59 @@ class ContextNetwork(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tf_glimpse")
+class SaliencyMap(keras.layers.Layer):
+    """Images [B, I, I, C] -> a logit per grid cell [B, A], the same detector at every cell.
+
+    The canvas is average-pooled by the grid's stride s (one coarse pixel per cell
+    step), three 3x3 convolutions (receptive field 7 coarse pixels, 7 * s canvas
+    pixels) give one value per coarse pixel, and each cell reads the value under its
+    patch centre.  Shifting the canvas by s pixels shifts the map by one cell, so
+    what is learned at one cell holds at all of them.  The last convolution starts
+    at zero: a new agent's policy is the location head's alone.
+    """
+
+    def __init__(self, img_size: int, patch_size: int, stride: int, units: int = 16,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.img_size = img_size
+        self.patch_size = patch_size
+        self.stride = stride
+        self.units = units
+        grid = ActionGrid(img_size, patch_size, stride)
+        self.factor = stride
+        self.coarse_size = img_size // stride
+        rows, cols = np.divmod(np.arange(grid.num_actions), grid.size)
+        centre = grid.origin + patch_size / 2.0
+        top = np.clip(np.floor((centre + rows * stride) / stride), 0, self.coarse_size - 1)
+        left = np.clip(np.floor((centre + cols * stride) / stride), 0, self.coarse_size - 1)
+        self.cells = tf.constant((top * self.coarse_size + left).astype(np.int32))  # [A]
+        self.detector = keras.Sequential([
+            keras.layers.Conv2D(units, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(units, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(1, 3, padding="same", kernel_initializer="zeros"),
+        ], name="detector")
+
+    def call(self, images: tf.Tensor) -> tf.Tensor:
+        coarse = tf.nn.avg_pool2d(images, self.factor, self.factor, "VALID")
+        values = tf.reshape(self.detector(coarse), [-1, self.coarse_size * self.coarse_size])
+        return tf.gather(values, self.cells, axis=1)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(img_size=self.img_size, patch_size=self.patch_size, stride=self.stride,
+                      units=self.units)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tf_glimpse")
 class LocationPolicy(keras.layers.Layer):
     """Memory h_{t-1} [B, M] -> a `tfp.distributions.Categorical` over the A grid cells, and a cell.
 
     (Over 80 lines: the visited mask, the greedy ranking the export uses and the four
     policy modes are one distribution's parts.)
 
-    The logits come from a dense head on the memory state; for the first cell
+    The logits come from a dense head on the memory state (plus, with a saliency
+    map, the image's logit per cell); for the first cell
     (nothing seen yet) from a learned, image-independent vector
     (`initial_logits`) unless the memory's initial state already holds a view of
     the image (`learned_first=False`, with a context network).  With
@@ -224,16 +274,19 @@ class LocationPolicy(keras.layers.Layer):
             return None
         return tf.maximum(visited, tf.one_hot(action, self.num_actions, dtype=visited.dtype))
 
-    def raw_logits(self, hidden: tf.Tensor, step: int) -> tf.Tensor:
-        """Unmasked logits [B, A] of the cell of `step` (a Python int), from h_{step-1}."""
+    def raw_logits(self, hidden: tf.Tensor, step: int,
+                   saliency: tf.Tensor | None = None) -> tf.Tensor:
+        """Unmasked logits [B, A] of the cell of `step` (a Python int), from h_{step-1}
+        plus, if given, the image's saliency logits [B, A] (`SaliencyMap`)."""
         logits = self.head(hidden)
         if step == 0 and self.learned_first:
-            return tf.zeros_like(logits) + self.initial_logits
-        return logits
+            logits = tf.zeros_like(logits) + self.initial_logits
+        return logits if saliency is None else logits + saliency
 
-    def logits(self, hidden: tf.Tensor, step: int, visited: tf.Tensor | None = None) -> tf.Tensor:
+    def logits(self, hidden: tf.Tensor, step: int, visited: tf.Tensor | None = None,
+               saliency: tf.Tensor | None = None) -> tf.Tensor:
         """The distribution's logits [B, A]: visited cells get -1e9 (probability 0)."""
-        return self.mask(self.raw_logits(hidden, step), visited)
+        return self.mask(self.raw_logits(hidden, step, saliency), visited)
 
     def mask(self, logits: tf.Tensor, visited: tf.Tensor | None) -> tf.Tensor:
         """With `mask_visited`, give visited cells (visited > 0) a logit of -1e9."""
@@ -241,14 +294,15 @@ class LocationPolicy(keras.layers.Layer):
             return logits
         return tf.where(visited > 0, tf.cast(_MASKED, logits.dtype), logits)
 
-    def ranking(self, hidden: tf.Tensor, step: int, visited: tf.Tensor | None = None) -> tf.Tensor:
+    def ranking(self, hidden: tf.Tensor, step: int, visited: tf.Tensor | None = None,
+                saliency: tf.Tensor | None = None) -> tf.Tensor:
         """Logits [B, A] whose argmax is the greedy cell: visited cells one below the lowest logit.
 
         Same argmax as `call` (ties included), but without the -1e9: the values keep
         the range of the real logits, so an int8 model quantizes them finely enough
         to tell the cells apart.
         """
-        logits = self.raw_logits(hidden, step)
+        logits = self.raw_logits(hidden, step, saliency)
         return self._rank_below(logits, visited)
 
     def _rank_below(self, logits: tf.Tensor, visited: tf.Tensor | None) -> tf.Tensor:
@@ -259,16 +313,17 @@ class LocationPolicy(keras.layers.Layer):
 
     def call(self, hidden: tf.Tensor, step: int = 1, visited: tf.Tensor | None = None,
              mode: str = "greedy", seed: tf.Tensor | None = None,
-             given: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+             given: tf.Tensor | None = None,
+             saliency: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         """The cell of `step` (a Python int, passed by keyword) under policy `mode`.
 
         `seed` is an int32 [2] stateless seed ("sample" and "random"), `given` the
-        actions [B] of "given".
+        actions [B] of "given", `saliency` the image's cell logits [B, A] or None.
         Returns ``action`` [B] int32, ``log_prob`` [B] and ``entropy`` [B] (of the
         distribution the action is scored under: uniform for "random") and
         ``logits`` [B, A] (that distribution's logits).
         """
-        raw = self.raw_logits(hidden, step)
+        raw = self.raw_logits(hidden, step, saliency)
         if mode == "random":
             raw = tf.zeros_like(raw)
         logits = self.mask(raw, visited)

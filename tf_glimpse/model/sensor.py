@@ -28,10 +28,15 @@ Three backends agree to float rounding:
   training on 2 CPU cores) and converts to TFLite builtin ops (GATHER, BATCH_MATMUL).
   Its cost grows with the canvas: P*I*I + P*P*I multiply-adds per scale.
 * ``window``: reads only the L x L pixels under each scale's window (L = P * 2**j,
-  plus one for odd P) with `tf.gather_nd`, zeroes those past the edge, and resamples
-  them with a small constant [P, L] matrix on each side: P*L*L + P*P*L multiply-adds
-  per scale, whatever the canvas size.  It compiles under XLA and converts to TFLite
-  builtin ops (GATHER_ND, BATCH_MATMUL).
+  plus one for odd P) with two `tf.gather`s (its rows, then their columns), zeroes
+  those past the edge, and averages them down to P x P: for even P each output pixel
+  is the mean of a 2**j x 2**j block, an average pooling; for odd P a small constant
+  [P, L] matrix on each side resamples them (P*L*L + P*P*L multiply-adds per scale).
+  Either way the cost does not depend on the canvas size.  Measured at 400 x 400,
+  4 scales of 16: 0.81 ms a glimpse at batch 1 against 1.41 ms with one `tf.gather_nd`
+  of a [L, L, 3] index and the matrix product, 29 against 52 ms at batch 128.  It
+  compiles under XLA and converts to TFLite builtin ops (GATHER, AVERAGE_POOL_2D,
+  BATCH_MATMUL).
 """
 
 from __future__ import annotations
@@ -77,6 +82,18 @@ def window_weights(grid: ActionGrid, scale: int) -> tuple[np.ndarray, int]:
 
 
 
+def block_factor(weights: np.ndarray) -> int | None:
+    """f when the [P, L] resampling weights are the mean of consecutive blocks of f pixels
+    (L = P * f: even P, or scale 0), so an f x f average pooling computes the glimpse;
+    else None (odd P at scale j > 0 reads one pixel more, with half weights at the ends)."""
+    patch, length = weights.shape
+    if length % patch:
+        return None
+    factor = length // patch
+    blocks = np.kron(np.eye(patch), np.full((1, factor), 1.0 / factor))
+    return factor if np.allclose(weights, blocks, atol=1e-6) else None
+
+
 def patch_top_left(grid: ActionGrid, actions: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Pixel (top, left) of each action's P x P patch: actions [...] -> int32 [...] each.
 
@@ -120,7 +137,6 @@ class GlimpseSensor(keras.layers.Layer):
     def _window_glimpses(self, images: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         size = self.grid.img_size
         top, left = patch_top_left(self.grid, actions)  # [B] each
-        batch = tf.range(tf.shape(images)[0])
         glimpses = []
         for weights, first in self._windows:
             length = weights.shape[1]
@@ -129,12 +145,14 @@ class GlimpseSensor(keras.layers.Layer):
             inside = (tf.cast((rows >= 0) & (rows < size), tf.float32)[:, :, None]
                       * tf.cast((cols >= 0) & (cols < size), tf.float32)[:, None, :])
             rows, cols = tf.clip_by_value(rows, 0, size - 1), tf.clip_by_value(cols, 0, size - 1)
-            shape = tf.shape(inside)
-            index = tf.stack([tf.broadcast_to(batch[:, None, None], shape),
-                              tf.broadcast_to(rows[:, :, None], shape),
-                              tf.broadcast_to(cols[:, None, :], shape)], axis=-1)
-            window = tf.gather_nd(images, index) * inside[..., None]  # [B, L, L, C], 0 past edge
-            glimpses.append(tf.einsum("pl,blmc,qm->bpqc", weights, window, weights))
+            window = tf.gather(images, rows, axis=1, batch_dims=1)  # [B, L, I, C]
+            window = tf.gather(window, cols, axis=2, batch_dims=1)  # [B, L, L, C]
+            window = window * inside[..., None]  # 0 past the edge
+            factor = block_factor(weights)
+            if factor:
+                glimpses.append(tf.nn.avg_pool2d(window, factor, factor, "VALID"))
+            else:
+                glimpses.append(tf.einsum("pl,blmc,qm->bpqc", weights, window, weights))
         return tf.stack(glimpses, axis=1)
 
     def _matmul_glimpses(self, images: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
