@@ -161,3 +161,25 @@ def test_run_logs_its_configuration_to_tensorboards_hparams_plugin(tmp_path):
     assert found["lr"].number_value == config.lr
     assert found["steps"].number_value == 2 and found["context"].bool_value is True
     assert found["dataset"].string_value == "mnist" and found["minutes"].string_value == "None"
+
+
+def test_object_pretraining_glimpses_are_cells_on_the_object():
+    """--pretrain_glimpses object: every cell's patch centre lies within half a stride of
+    the object's box, and the cells differ from step to step and with the seed."""
+    from tf_glimpse.model.grid import ActionGrid
+    from tf_glimpse.training.step import object_cells
+
+    grid = ActionGrid(200, 16, 8)
+    rng = np.random.default_rng(0)
+    top_left = rng.integers(0, 172, size=(64, 2))
+    boxes = np.concatenate([top_left, top_left + rng.integers(10, 29, size=(64, 2))], axis=1)
+    cells = object_cells(grid, tf.constant(boxes, tf.int32), 8, tf.constant([1, 2])).numpy()
+    assert cells.shape == (64, 8) and cells.min() >= 0 and cells.max() < grid.num_actions
+    centres = grid.centres(cells) * grid.img_size  # [64, 8, 2] (x, y) pixels
+    x, y = centres[..., 0], centres[..., 1]
+    slack = grid.stride / 2.0
+    assert np.all((y >= boxes[:, None, 0] - slack) & (y <= boxes[:, None, 2] + slack))
+    assert np.all((x >= boxes[:, None, 1] - slack) & (x <= boxes[:, None, 3] + slack))
+    assert np.mean([len(set(row)) for row in cells]) > 3  # Not one cell over and over.
+    other = object_cells(grid, tf.constant(boxes, tf.int32), 8, tf.constant([3, 4])).numpy()
+    assert np.mean(cells != other) > 0.5

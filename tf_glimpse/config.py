@@ -28,6 +28,7 @@ ENCODERS = ("auto", *ENCODER_KINDS)  # What --encoder takes.
 # "auto" picks the convolutions for glimpses of at most this many pixels a side.
 CNN_MAX_PATCH = 8
 STRATEGIES = ("default", "mirrored", "multi_worker")
+PRETRAIN_GLIMPSES = ("random", "object")
 SENSOR_BACKENDS = ("matmul", "crop_and_resize", "window")
 DIGIT_SIZE = 28  # MNIST and Fashion-MNIST images are 28 x 28.
 MIN_IMG_SIZE = 8  # The smallest canvas; images larger than it are placed or resized to it.
@@ -209,6 +210,13 @@ class GlimpseConfig:
     # four of eight pre-training epochs (0.66 -> 0.84 against 0.66 -> 0.72).
     pretrain_epochs: int = option(4, "training", "supervised epochs on random glimpses when "
                                   "--pretrain True", low=0)
+    # Random glimpses seldom see a digit that covers 0.5% of a 400 x 400 canvas, so the
+    # classifier learns little from them, and REINFORCE, whose reward needs a
+    # classifier that recognises what a glimpse shows, gets no signal either.
+    pretrain_glimpses: str = option(
+        "random", "training", "pre-training glimpses: random (uniform over the cells) or "
+        "object (cells around the object, from the training canvases' boxes; the policy "
+        "itself never sees a box)", choices=PRETRAIN_GLIMPSES)
     jit_compile: bool = option(True, "training", "compile the train step with XLA")
     strategy: str = option("default", "training", "tf.distribute strategy: default, mirrored "
                            "or multi_worker", choices=STRATEGIES)

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from tf_glimpse.analysis.metrics import step_correct
 from tf_glimpse.config import GlimpseConfig
+from tf_glimpse.model.grid import ActionGrid
 from tf_glimpse.training.rewards import agent_losses
 
 LOSS_TERMS = ("total", "classification", "memory", "reinforce", "baseline", "entropy", "reward")
@@ -28,6 +29,23 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def object_cells(grid: ActionGrid, boxes: tf.Tensor, steps: int, seed: tf.Tensor) -> tf.Tensor:
+    """Cells around each object: boxes int32 [B, 4] (top, left, bottom, right) -> actions [B, T].
+
+    Each step's cell is the one whose patch centre is nearest to a point drawn
+    uniformly within the object's box (`--pretrain_glimpses object`): glimpses that
+    show parts of the object, at every scale, for the classifier to learn from.
+    """
+    boxes = tf.cast(boxes, tf.float32)
+    batch = tf.shape(boxes)[0]
+    where = tf.random.stateless_uniform([batch, steps, 2], seed)  # (row, col) in [0, 1)
+    low, high = boxes[:, None, :2], boxes[:, None, 2:]
+    point = low + where * (high - low)  # [B, T, 2] pixels
+    position = (point - grid.patch_size / 2.0 - grid.origin) / grid.stride
+    index = tf.clip_by_value(tf.cast(tf.round(position), tf.int32), 0, grid.size - 1)
+    return index[..., 0] * grid.size + index[..., 1]
 
 
 class TrainStep:
@@ -63,9 +81,13 @@ class TrainStep:
         # M consecutive episodes of every image (for the leave-one-out baseline).
         images = tf.repeat(batch["image"], self.config.samples_per_image, axis=0)
         labels = tf.repeat(batch["label"], self.config.samples_per_image, axis=0)
+        mode, actions = self.episode_mode(supervised_only), None
+        if supervised_only and self.config.pretrain_glimpses == "object":
+            mode = "given"
+            boxes = tf.repeat(batch["box"], self.config.samples_per_image, axis=0)
+            actions = object_cells(self.model.grid, boxes, self.config.steps, seed)
         with tf.GradientTape() as tape:
-            outputs = self.model(images, mode=self.episode_mode(supervised_only),
-                                 seed=seed, training=True)
+            outputs = self.model(images, mode=mode, seed=seed, actions=actions, training=True)
             terms = agent_losses(outputs, labels, self.config, supervised_only,
                                  self.entropy_weight())
             loss = tf.nn.compute_average_loss(terms["total"],
