@@ -198,13 +198,12 @@ class SaliencyMap(keras.layers.Layer):
         self.stride = stride
         self.units = units
         grid = ActionGrid(img_size, patch_size, stride)
-        self.factor = stride
         self.coarse_size = img_size // stride
-        rows, cols = np.divmod(np.arange(grid.num_actions), grid.size)
-        centre = grid.origin + patch_size / 2.0
-        top = np.clip(np.floor((centre + rows * stride) / stride), 0, self.coarse_size - 1)
-        left = np.clip(np.floor((centre + cols * stride) / stride), 0, self.coarse_size - 1)
-        self.cells = tf.constant((top * self.coarse_size + left).astype(np.int32))  # [A]
+        # The coarse pixel under each cell's patch centre, from the grid's own corners.
+        corners = np.stack(grid.top_left(np.arange(grid.num_actions)), axis=-1)  # [A, 2]
+        coarse = np.clip(np.floor((corners + patch_size / 2.0) / stride), 0,
+                         self.coarse_size - 1).astype(np.int32)
+        self.cells = tf.constant(coarse[:, 0] * self.coarse_size + coarse[:, 1])  # [A]
         self.detector = keras.Sequential([
             keras.layers.Conv2D(units, 3, padding="same", activation="relu"),
             keras.layers.Conv2D(units, 3, padding="same", activation="relu"),
@@ -212,7 +211,7 @@ class SaliencyMap(keras.layers.Layer):
         ], name="detector")
 
     def call(self, images: tf.Tensor) -> tf.Tensor:
-        coarse = tf.nn.avg_pool2d(images, self.factor, self.factor, "VALID")
+        coarse = tf.nn.avg_pool2d(images, self.stride, self.stride, "VALID")
         values = tf.reshape(self.detector(coarse), [-1, self.coarse_size * self.coarse_size])
         return tf.gather(values, self.cells, axis=1)
 

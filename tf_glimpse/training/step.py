@@ -43,6 +43,7 @@ def object_cells(grid: ActionGrid, boxes: tf.Tensor, steps: int, seed: tf.Tensor
     where = tf.random.stateless_uniform([batch, steps, 2], seed)  # (row, col) in [0, 1)
     low, high = boxes[:, None, :2], boxes[:, None, 2:]
     point = low + where * (high - low)  # [B, T, 2] pixels
+    # `ActionGrid.from_centre`'s rule (nearest patch centre), in TF ops for the XLA step.
     position = (point - grid.patch_size / 2.0 - grid.origin) / grid.stride
     index = tf.clip_by_value(tf.cast(tf.round(position), tf.int32), 0, grid.size - 1)
     return index[..., 0] * grid.size + index[..., 1]
