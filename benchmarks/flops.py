@@ -27,8 +27,9 @@ embedding, memory and classifier, C = 10 classes):
   context network, every step T*M*A;
 * context (``context`` only): the coarse view of c*c = (I // f)^2 values,
   f = max(1, I // P), through c*c*M + M*2M;
-* saliency (``saliency`` only): three 3x3 convolutions (C -> 16 -> 16 -> 1 channels)
-  on the canvas pooled by the stride, L x L with L = I // s, once per episode;
+* saliency (``saliency`` only): 3x3 convolutions (C -> 16 -> 16 -> 1 channels) on
+  the canvas pooled by s / d (d = ``saliency_detail``), log2(d) of them with stride 2
+  (for d = 1 all three on the L x L map, L = I // s), once per episode;
 * baseline, per step: M*1 (the value head runs in every forward pass);
 * classifier: multi-head attention over the T embeddings (Q, K, V and output
   projections 4*T*D*D, scores and weighted sum 2*T*T*D, the full T x T under the
@@ -39,7 +40,8 @@ a forward pass for a prediction does not need it (XLA drops it), so it is not co
 
 Pixels per image: the agent receives T*k*P*P glimpse values (a value of scale
 j >= 1 summarises a 2^j x 2^j block of source pixels), plus the context network's
-(I // f)^2 coarse values and the saliency map's (I // s)^2; the CNN reads all I*I pixels.
+(I // f)^2 coarse values and the saliency map's (I // (s / d))^2; the CNN reads all I*I
+pixels.
 """
 
 from __future__ import annotations
@@ -182,10 +184,22 @@ def keras_flops(model) -> int:
 
 
 def saliency_flops(config) -> int:
-    """FLOPs of `SaliencyMap`: its three 3x3 convolutions on the L x L pooled canvas."""
-    size, units = config.img_size // config.stride, 16
-    return (conv2d_flops(size, size, 3, config.channels, units)
-            + conv2d_flops(size, size, 3, units, units) + conv2d_flops(size, size, 3, units, 1))
+    """FLOPs of `SaliencyMap`: its 3x3 convolutions on the canvas pooled by s / d (d =
+    ``saliency_detail``), log2(d) of them with stride 2 (one on the L x L map when d = 1)."""
+    units, detail = 16, config.saliency_detail
+    size = config.img_size // (config.stride // detail)
+    flops = conv2d_flops(size, size, 3, config.channels, units)
+    for _ in range(detail.bit_length() - 1):
+        size = -(-size // 2)  # "same" padding with stride 2
+        flops += conv2d_flops(size, size, 3, units, units)
+    if detail == 1:
+        flops += conv2d_flops(size, size, 3, units, units)
+    return flops + conv2d_flops(size, size, 3, units, 1)
+
+
+def saliency_values(config) -> int:
+    """Values of the saliency map's input, (I // (s / d))^2 (d = ``saliency_detail``)."""
+    return (config.img_size // (config.stride // config.saliency_detail)) ** 2
 
 
 def context_values(config) -> int:
@@ -197,7 +211,7 @@ def context_values(config) -> int:
 def agent_pixels(config) -> int:
     """Values one episode gives the agent: T * k * P * P * C glimpse values (+ the context's)."""
     context = context_values(config) if config.context else 0
-    saliency = (config.img_size // config.stride) ** 2 if config.saliency else 0
+    saliency = saliency_values(config) if config.saliency else 0
     return config.channels * (config.steps * config.scales * config.patch_size ** 2 + context
                               + saliency)
 

@@ -43,7 +43,10 @@ included, per-epoch validation and the final evaluation excluded; summed over
 point per REINFORCE epoch; the pre-training epochs, validated with random glimpses,
 are in ``pretrain_val_curve``).  ``process_wall_s`` is the wall-clock time of this
 invocation's agent phase, evaluation included.  ``images_per_s`` = training images
-per training second.  The ``cnn_*`` fields are the same for the CNN.
+per training second.  ``distinct_sequences``, ``modal_share`` and ``hit_rate_per_step``
+describe the greedy policy on the test canvases; ``modal_gap`` is its test accuracy
+minus that of its own most frequent sequence played on every canvas, in points (the
+policy report's learned_greedy minus learned_modal).  The ``cnn_*`` fields are the same for the CNN.
 ``flops_per_image`` and ``cnn_flops_per_image`` are counted analytically
 (`benchmarks/flops.py`: 2 x the multiply-accumulates of every matrix product and
 convolution of one forward pass; ``flops_breakdown`` splits the agent's).
@@ -202,6 +205,9 @@ def result_row(setting: str, config: GlimpseConfig, agent: dict, cnn: dict | Non
         "hit_rate_per_step": [round(rate, 4) for rate in agent["test_hit_rate_per_step"]],
         "distinct_sequences": agent["test_distinct_sequences"],
         "modal_share": round(agent["test_modal_share"], 4),
+        # learned_greedy minus learned_modal, in points (the policy report's modal gap).
+        "modal_gap": (round(100.0 * (agent["test_accuracy"] - agent["test_modal_accuracy"]), 2)
+                      if "test_modal_accuracy" in agent else None),
         "budget": budget_of(config),
         "commit": commit,
         "dirty": dirty,
@@ -397,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow()
     import tensorflow as tf  # Heavy imports only after the flags are valid.
 
+    from tf_glimpse.analysis.evaluation import constant_policy
     from tf_glimpse.training.runs import TrainingError
 
     started = time.perf_counter()
@@ -409,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ram_benchmark.py: error: {error}", file=sys.stderr)
         return 1
     config = trainer.config  # with the counts the data set gives (classes, channels)
+    # Image dependence: the greedy policy's own most frequent sequence on every test canvas.
+    modal = trainer.evaluate("test", constant_policy(agent["test_modal_sequence"]))
+    agent["test_modal_accuracy"] = modal["accuracy"]
     agent["params"] = int(trainer.model.count_params())
     agent["tensorflow"] = tf.__version__
     agent["peak_rss_mb"] = peak_memory_mb()

@@ -5,7 +5,8 @@
 
 By default: the current table, one row per setting (the setting's latest line in
 the file), with our test error, the CNN's at the same budget, the RAM paper's and the
-target, the policy's distinct greedy sequences and the row's commit.  The README's
+target, the policy's distinct greedy sequences, its lead over its own most frequent
+scan (``modal_gap``), its hit rate per glimpse and the row's commit.  The README's
 results table is this output.  With ``--all``: every line of the file, in file order,
 with its speed, FLOPs, pixels and command (docs/experiments.md holds this table).
 Numbers are as stored (errors in percent, 2 decimals); the reference errors come
@@ -172,7 +173,7 @@ def table_row(row: dict) -> list[str]:
 
 CURRENT_COLUMNS = ("setting", "budget", "ours test error %", "CNN test error %, same budget",
                    "RAM paper %", "target %", "met?", "distinct greedy sequences",
-                   "greedy hit rate per glimpse", "commit")
+                   "greedy minus modal scan, points", "greedy hit rate per glimpse", "commit")
 
 
 def current_rows(rows: list[dict]) -> list[dict]:
@@ -191,7 +192,7 @@ def _budget(row: dict) -> str:
 def current_table(rows: list[dict]) -> str:
     """The markdown table of `current_rows(rows)`: one row per setting."""
     lines = ["| " + " | ".join(CURRENT_COLUMNS) + " |",
-             "|" + "|".join("---" if i in (0, 1, 6, 8, 9) else "---:"
+             "|" + "|".join("---" if i in (0, 1, 6, 9, 10) else "---:"
                             for i in range(len(CURRENT_COLUMNS))) + "|"]
     for row in current_rows(rows):
         setting = SETTINGS[row["setting"]]
@@ -200,9 +201,15 @@ def current_table(rows: list[dict]) -> str:
             setting.name, _budget(row), _pct(row["test_error"]), _pct(row["cnn_test_error"]),
             _ref(setting.ram_paper),
             "—" if setting.target is None else f"<= {setting.target:.1f}", _met(row),
-            _distinct(row), "—" if not hits else " ".join(f"{h:.2f}" for h in hits),
+            _distinct(row), _gap(row.get("modal_gap")),
+            "—" if not hits else " ".join(f"{h:.2f}" for h in hits),
             f"`{row['commit']}`" + (" (dirty)" if row.get("dirty") else "")]) + " |")
     return "\n".join(lines)
+
+
+def _gap(points: float | None) -> str:
+    """The modal gap in points, signed ("—" for rows before it was recorded)."""
+    return "—" if points is None else f"{points:+.1f}"
 
 
 def _met(row: dict) -> str:

@@ -178,15 +178,17 @@ def test_policy_ranking_picks_the_distributions_argmax_within_the_logits_range()
         np.testing.assert_array_equal(greedy, np.argmax(distribution, -1))
 
 
-def test_saliency_map_is_the_same_detector_at_every_cell_and_reinforce_trains_it():
+@pytest.mark.parametrize("detail", [1, 2])
+def test_saliency_map_is_the_same_detector_at_every_cell_and_reinforce_trains_it(detail):
     """Shifting the canvas by one stride shifts the saliency logits by one cell (away from
-    the zero-padded border); the map adds to every step's logits and only REINFORCE,
-    through them, trains it."""
+    the zero-padded border), also when the map reads the canvas at `detail` times the
+    cells' resolution; the map adds to every step's logits and only REINFORCE, through
+    them, trains it."""
     from tf_glimpse.model.layers import SaliencyMap
 
     config = GlimpseConfig(img_size=64, clutter_count=0, patch_size=8, stride=4,
-                           saliency=True)
-    saliency = SaliencyMap(config.img_size, config.patch_size, config.stride)
+                           saliency=True, saliency_detail=detail)
+    saliency = SaliencyMap(config.img_size, config.patch_size, config.stride, detail=detail)
     saliency(tf.zeros([1, 64, 64, 1]))
     for weight in saliency.weights:  # The last convolution starts at zero: give it values.
         weight.assign(tf.random.stateless_normal(weight.shape, seed=[7, 8]))
@@ -199,7 +201,7 @@ def test_saliency_map_is_the_same_detector_at_every_cell_and_reinforce_trains_it
     np.testing.assert_allclose(after[4:-3, 5:-3], before[3:-4, 3:-5], atol=1e-5)
     assert np.ptp(before) > 1.0  # A map with structure, not a constant.
 
-    small = CONFIG.replace(context=True, saliency=True)
+    small = CONFIG.replace(context=True, saliency=True, saliency_detail=detail)
     agent = GlimpseAgent.from_glimpse_config(small)
     for weight in agent.saliency.weights:
         weight.assign(tf.random.stateless_normal(weight.shape, seed=[9, 10]))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from benchmarks import flops, results_table
 from benchmarks.cnn_baseline import build_cnn, cnn_layers, describe, pool_factor
@@ -75,6 +76,21 @@ def test_agent_flops_agree_with_the_built_models_kernels(context, saliency):
     macs += 2 * t * t * d  # attention scores and weighted sum (no kernels)
     sensor = flops.agent_flops(config)["sensor"]
     assert 2 * macs + sensor == flops.agent_flops(config)["total"]
+
+
+@pytest.mark.parametrize("img_size, stride, detail", [(64, 4, 1), (64, 4, 2), (60, 4, 4)])
+def test_saliency_flops_agree_with_the_built_detector(img_size, stride, detail):
+    """`saliency_flops` against the built detector's real shapes (`keras_flops`): strided
+    convolutions, and a pooled size that is not a multiple of the detail (60 / 1 / 4)."""
+    from tf_glimpse.model.agent import GlimpseAgent
+
+    config = GlimpseConfig(img_size=img_size, clutter_count=0, patch_size=8, stride=stride,
+                           steps=2, saliency=True, saliency_detail=detail)
+    model = GlimpseAgent.from_glimpse_config(config)
+    assert flops.saliency_flops(config) == flops.keras_flops(model.saliency.detector)
+    assert flops.saliency_values(config) == (img_size // (stride // detail)) ** 2
+    assert model.saliency_logits(tf.zeros([2, img_size, img_size, 1])).shape == (
+        2, config.num_actions)
 
 
 def test_cnn_flops_match_hand_count_and_the_built_keras_model():
@@ -175,7 +191,7 @@ def fake_run(setting="mnist28", test_accuracy=0.9902, with_cnn=True, downsampled
     agent = {"test_accuracy": test_accuracy, "val_accuracy": 0.99, "epochs": 2,
              "train_seconds": 20.5, "images_per_s": 5000.0, "test_hit_rate": 0.5,
              "test_hit_rate_per_step": [0.25, 0.75], "test_distinct_sequences": 812,
-             "test_modal_share": 0.01, "val_history": history}
+             "test_modal_share": 0.01, "test_modal_accuracy": 0.5, "val_history": history}
     cnn = {"test_accuracy": 0.9915, "val_accuracy": 0.992, "epochs": 2, "train_seconds": 100.0,
            "images_per_s": 1000.0, "params": 1, "architecture": "x", "optimizer": "Adam",
            "flops_per_image": 7_739_648, "val_history": history} if with_cnn else None
@@ -209,6 +225,7 @@ def test_result_rows_are_in_percent_and_pass_the_tables_checks():
     # 6 glimpses of 8 x 8 and the context's 9 x 9 view (28 pooled by 28 // 8 = 3).
     assert (row["pixels_per_image"], row["cnn_pixels_per_image"]) == (384 + 81, 784)
     assert row["distinct_sequences"] == 812 and row["hit_rate_per_step"] == [0.25, 0.75]
+    assert row["modal_gap"] == 49.02  # points: 99.02% greedy against 50% for the modal scan
     assert row["budget"] == {"epochs": GlimpseConfig().epochs}  # mnist28: no pre-training
     assert fake_run(minutes=45.0)["budget"] == {"minutes": 45.0}
     assert results_table.check_row(row) == []
@@ -286,7 +303,7 @@ def test_current_table_takes_the_latest_row_of_each_setting(tmp_path, capsys):
     assert lines[0].startswith("| setting | budget | ours test error % | CNN test error %")
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| mnist28", "| seed2"]
     assert lines[2].startswith("| mnist28 | 20 min | 0.98 | 0.85 | 1.12 | <= 1.0 | yes | 812 | "
-                               "0.25 0.75 | `bbbbbbb`")
+                               "+49.0 | 0.25 0.75 | `bbbbbbb`")
     assert lines[3].startswith("| seed2 | 32 epochs | 0.98 | — | — | — | report |")  # 8 + 24
 
 

@@ -21,6 +21,8 @@ BAD_VALUES = [  # (flags, words the message must contain)
     (["--stride", "0"], ["stride=0", "valid strides"]),
     (["--pretrain", "maybe"], ["maybe", "True, False"]),
     (["--lr", "-1"], ["lr=-1.0", "> 0"]),
+    (["--saliency", "True", "--saliency_detail", "3"],
+     ["saliency_detail=3", "stride=4", "valid values: [1, 2, 4]"]),
 ]
 
 

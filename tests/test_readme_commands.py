@@ -219,8 +219,9 @@ def test_ram_benchmark_command_appends_a_row_and_prints_it(data_dir, tmp_path):
                          "--data_dir", data_dir, "--quiet"))
     assert json.loads(results.read_text().splitlines()[-1]) == last
     for key in ("test_error", "cnn_test_error", "cnn_wall_s", "distinct_sequences",
-                "hit_rate_per_step", "flops_per_image", "cnn_flops_per_image"):
+                "hit_rate_per_step", "flops_per_image", "cnn_flops_per_image", "modal_gap"):
         assert last[key] is not None, key
+    assert -100.0 <= last["modal_gap"] <= 100.0
     table = run("benchmarks/results_table.py", "--results", str(results))
     assert table.returncode == 0 and "mnist28" in table.stdout, table.stderr
 

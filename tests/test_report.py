@@ -131,7 +131,7 @@ def test_oracle_policy_hits_every_glimpse(agent):
     oracle = lambda batch: report.oracle_actions(batch["box"], GRID, CONFIG.steps)  # noqa: E731
     result = evaluation.evaluate(agent, batches, oracle)
     assert result["hit_rate"] == 1.0 and result["count"] == 8
-    corner = report.constant_policy([0, 0, 0])  # the square never reaches pixel (0, 0)...
+    corner = evaluation.constant_policy([0, 0, 0])  # the square never reaches pixel (0, 0)...
     far = [dict(b, box=np.tile([[20, 20, 30, 30]], (len(b["label"]), 1))) for b in batches]
     assert evaluation.evaluate(agent, far, corner)["hit_rate"] == 0.0
 

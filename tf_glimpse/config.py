@@ -140,6 +140,12 @@ class GlimpseConfig:
     saliency: bool = option(False, "agent", "a small convolutional network on the canvas "
                             "average-pooled by the stride adds a logit to every grid cell, at "
                             "every step (the same detector at every cell; needs --context)")
+    # The map's input is the canvas pooled by stride / saliency_detail; stride-2
+    # convolutions bring it back to one value per cell step.
+    saliency_detail: int = option(1, "agent", "the saliency map reads the canvas pooled by "
+                                  "stride / N (a power of two dividing the stride): finer "
+                                  "input for objects small against the stride", low=1,
+                                  high=16)
     # Whether the memory reads e_t with its gradient, so that REINFORCE and the memory
     # loss also train the encoder.  Off: the encoder learns only what the classifier
     # needs, and a feature that only tells WHERE to look next (e.g. a cue that names
@@ -275,6 +281,12 @@ class GlimpseConfig:
         if self.saliency and not self.context:
             raise ConfigError("saliency=True needs context=True: the exported context model "
                               "computes the saliency map with the memory's initial state")
+        detail = self.saliency_detail
+        if detail & (detail - 1) or self.stride % detail:
+            valid = [2 ** k for k in range(5) if self.stride % 2 ** k == 0]
+            raise ConfigError(f"saliency_detail={detail} is invalid for stride={self.stride}: "
+                              f"it must be a power of two that divides the stride; valid "
+                              f"values: {valid}")
         if self.channels not in (1, 3):
             raise ConfigError(f"channels={self.channels} is not supported; valid values: 1, 3")
         if self.embedding_units % self.attention_heads:

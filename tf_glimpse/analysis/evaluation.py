@@ -50,6 +50,12 @@ class Episodes:
     images: np.ndarray     # [k, I, I, C] the first k canvases (k = keep_images)
 
 
+def constant_policy(actions: np.ndarray) -> ActionFn:
+    """A policy that takes the same actions [T] on every canvas (played with mode "given")."""
+    actions = np.asarray(actions, np.int32)
+    return lambda batch: np.broadcast_to(actions, (len(batch["label"]), len(actions)))
+
+
 def episode_function(model: Any, jit_compile: bool = False) -> Callable:
     """A compiled (images, labels, boxes, mode, seed, actions) -> dict of one batch's episodes.
 

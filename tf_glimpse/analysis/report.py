@@ -109,12 +109,6 @@ def oracle_actions(boxes: np.ndarray, grid: ActionGrid, steps: int) -> np.ndarra
     return np.repeat(grid.from_centre(centre_xy)[:, None], steps, axis=1).astype(np.int32)
 
 
-def constant_policy(actions: np.ndarray) -> ActionFn:
-    """A policy that takes the same actions [T] on every canvas."""
-    actions = np.asarray(actions, np.int32)
-    return lambda batch: np.broadcast_to(actions, (len(batch["label"]), len(actions)))
-
-
 # ---------------------------------------------------------------- episodes
 def run_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, seed: int = 0,
                limit: int | None = None, keep_images: int = 0, progress=None,
@@ -125,6 +119,8 @@ def run_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, seed: int
     "learned_sampled" and "random" are the agent's modes, "fixed" a constant spiral.
     `episode` is `evaluation.episode_function(agent)`, built once for all policies.
     """
+    from tf_glimpse.analysis.evaluation import constant_policy, play
+
     if policy == "fixed":
         policy = constant_policy(fixed_actions(agent.grid, agent.steps))
     elif isinstance(policy, str):
@@ -132,8 +128,6 @@ def run_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, seed: int
             raise ValueError(f"policy={policy!r}; valid values: {', '.join(POLICIES)} or a "
                              f"function")
         policy = MODES[policy]
-    from tf_glimpse.analysis.evaluation import play
-
     return play(agent, dataset, policy, seed, limit=limit, keep_images=keep_images,
                 progress=progress, episode=episode)
 
@@ -212,7 +206,7 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
     accuracy, hit rate and distinct sequences, overall and per step.
     """
     run_dir = Path(run_dir)
-    from tf_glimpse.analysis.evaluation import episode_function, summarize
+    from tf_glimpse.analysis.evaluation import constant_policy, episode_function, summarize
     from tf_glimpse.analysis.metrics import sequence_diversity
     from tf_glimpse.analysis.visualize import save_attention_gifs
     from tf_glimpse.data.canvas import split_dataset

@@ -85,7 +85,8 @@ class GlimpseAgent(keras.Model):
         self.memory_head = keras.layers.Dense(config.num_classes, name="memory_head")
         self.context = (ContextNetwork(config.img_size, config.patch_size, config.memory_units)
                         if config.context else None)
-        self.saliency = (SaliencyMap(config.img_size, config.patch_size, config.stride)
+        self.saliency = (SaliencyMap(config.img_size, config.patch_size, config.stride,
+                                     detail=config.saliency_detail)
                          if config.saliency else None)
         self.classifier = StepClassifier(config.num_classes, config.classifier_units,
                                          config.attention_heads)

@@ -182,21 +182,28 @@ class ContextNetwork(keras.layers.Layer):
 class SaliencyMap(keras.layers.Layer):
     """Images [B, I, I, C] -> a logit per grid cell [B, A], the same detector at every cell.
 
-    The canvas is average-pooled by the grid's stride s (one coarse pixel per cell
-    step), three 3x3 convolutions (receptive field 7 coarse pixels, 7 * s canvas
-    pixels) give one value per coarse pixel, and each cell reads the value under its
-    patch centre.  Shifting the canvas by s pixels shifts the map by one cell, so
-    what is learned at one cell holds at all of them.  The last convolution starts
-    at zero: a new agent's policy is the location head's alone.
+    The canvas is average-pooled by s / d (s the grid's stride, d = `detail`), so that
+    one cell step is d pooled pixels; 3x3 convolutions, log2(d) of them with stride 2,
+    bring the map to one value per cell step (L = I // s a side), and each cell reads
+    the value under its patch centre.  With d = 1 that is three convolutions on the
+    canvas pooled by s (receptive field 7 * s canvas pixels); a larger d sees smaller
+    objects (a 28-pixel digit is under two pooled pixels at s = 16).  Shifting the
+    canvas by s pixels shifts the map by one cell, so what is learned at one cell holds
+    at all of them.  The last convolution starts at zero: a new agent's policy is the
+    location head's alone.
     """
 
     def __init__(self, img_size: int, patch_size: int, stride: int, units: int = 16,
-                 **kwargs):
+                 detail: int = 1, **kwargs):
         super().__init__(**kwargs)
+        if detail < 1 or detail & (detail - 1) or stride % detail:
+            raise ValueError(f"detail={detail} must be a power of two that divides "
+                             f"stride={stride}")
         self.img_size = img_size
         self.patch_size = patch_size
         self.stride = stride
         self.units = units
+        self.detail = detail
         grid = ActionGrid(img_size, patch_size, stride)
         self.coarse_size = img_size // stride
         # The coarse pixel under each cell's patch centre, from the grid's own corners.
@@ -204,21 +211,28 @@ class SaliencyMap(keras.layers.Layer):
         coarse = np.clip(np.floor((corners + patch_size / 2.0) / stride), 0,
                          self.coarse_size - 1).astype(np.int32)
         self.cells = tf.constant(coarse[:, 0] * self.coarse_size + coarse[:, 1])  # [A]
+        halvings = detail.bit_length() - 1
+        middle = ([keras.layers.Conv2D(units, 3, strides=2, padding="same", activation="relu")
+                   for _ in range(halvings)]
+                  or [keras.layers.Conv2D(units, 3, padding="same", activation="relu")])
         self.detector = keras.Sequential([
             keras.layers.Conv2D(units, 3, padding="same", activation="relu"),
-            keras.layers.Conv2D(units, 3, padding="same", activation="relu"),
+            *middle,
             keras.layers.Conv2D(1, 3, padding="same", kernel_initializer="zeros"),
         ], name="detector")
 
     def call(self, images: tf.Tensor) -> tf.Tensor:
-        coarse = tf.nn.avg_pool2d(images, self.stride, self.stride, "VALID")
-        values = tf.reshape(self.detector(coarse), [-1, self.coarse_size * self.coarse_size])
-        return tf.gather(values, self.cells, axis=1)
+        pool = self.stride // self.detail
+        pooled = tf.nn.avg_pool2d(images, pool, pool, "VALID")  # [B, I // pool, ...]
+        # ceil(I // pool / d) >= L values a side: the first L x L are the cells' map.
+        size = self.coarse_size
+        values = self.detector(pooled)[:, :size, :size, :]
+        return tf.gather(tf.reshape(values, [-1, size * size]), self.cells, axis=1)
 
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(img_size=self.img_size, patch_size=self.patch_size, stride=self.stride,
-                      units=self.units)
+                      units=self.units, detail=self.detail)
         return config
 
 

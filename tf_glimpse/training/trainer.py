@@ -313,6 +313,7 @@ class Trainer:
             "test_hit_rate_per_step": test["hit_rate_per_step"],
             "test_distinct_sequences": test["distinct_sequences"],
             "test_modal_share": test["modal_share"],
+            "test_modal_sequence": test["modal_sequence"],
             "epochs": epochs, "train_seconds": history.get("train_seconds", 0.0),
             "images_per_s": (epochs * self.steps_per_epoch * self.images_per_batch
                              / max(history.get("train_seconds", 0.0), 1e-9)),
