@@ -187,7 +187,7 @@ def saliency_flops(config) -> int:
     """FLOPs of `SaliencyMap`: its 3x3 convolutions on the canvas pooled by s / d (d =
     ``saliency_detail``), log2(d) of them with stride 2 (one on the L x L map when d = 1)."""
     units, detail = 16, config.saliency_detail
-    size = config.img_size // (config.stride // detail)
+    size = saliency_side(config)
     flops = conv2d_flops(size, size, 3, config.channels, units)
     for _ in range(detail.bit_length() - 1):
         size = -(-size // 2)  # "same" padding with stride 2
@@ -197,9 +197,14 @@ def saliency_flops(config) -> int:
     return flops + conv2d_flops(size, size, 3, units, 1)
 
 
+def saliency_side(config) -> int:
+    """Side of the saliency map's input, the canvas pooled by s / d: I // (s / d)."""
+    return config.img_size // (config.stride // config.saliency_detail)
+
+
 def saliency_values(config) -> int:
     """Values of the saliency map's input, (I // (s / d))^2 (d = ``saliency_detail``)."""
-    return (config.img_size // (config.stride // config.saliency_detail)) ** 2
+    return saliency_side(config) ** 2
 
 
 def context_values(config) -> int:
