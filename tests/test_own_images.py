@@ -237,7 +237,8 @@ def test_folder_errors_are_data_errors(tmp_path):
 # ------------------------------------------------- a folder the policy must search
 def test_on_a_folder_of_scenes_the_policy_searches_and_beats_a_fixed_scan(tmp_path):
     """48x48 scenes, 2 glimpses of 8 (and 16) pixels: the class is the colour of one small
-    shape among grey distractors, so a scan that does not find it guesses (1/3)."""
+    shape among grey distractors, so a scan that does not find it guesses (1/3).  The
+    saliency map (one detector at every cell) learns to point the first glimpse at it."""
     from tf_glimpse.analysis.report import fixed_actions
     from tf_glimpse.training.trainer import Trainer
 
@@ -247,9 +248,9 @@ def test_on_a_folder_of_scenes_the_policy_searches_and_beats_a_fixed_scan(tmp_pa
     config = GlimpseConfig(dataset=f"folder:{data}", img_size=48, clutter_count=0,
                            encoder="mlp",
                            patch_size=8, stride=4, scales=2, steps=2, batch_size=64, epochs=20,
-                           lr=3e-3, **{**SMALL, "jit_compile": True, "embedding_units": 32,
-                                       "memory_units": 32, "classifier_units": 32,
-                                       "glimpse_units": 32})
+                           lr=3e-3, saliency=True,
+                           **{**SMALL, "jit_compile": True, "embedding_units": 32,
+                              "memory_units": 32, "classifier_units": 32, "glimpse_units": 32})
     trainer = Trainer(config, tmp_path / "run", verbose=0)
     trainer.fit()
     images = trainer.splits.test_images.astype(np.float32) / 255.0
@@ -260,12 +261,14 @@ def test_on_a_folder_of_scenes_the_policy_searches_and_beats_a_fixed_scan(tmp_pa
     scanned = trainer.model(images, mode="given", actions=fixed)
     fixed_accuracy = float(np.mean(np.argmax(scanned["step_logits"][:, -1], -1) == labels))
     distinct = len(np.unique(greedy["actions"].numpy(), axis=0))
-    # Measured with seeds 0-2 (one CPU, about 30 s each): greedy 0.727-0.743, the fixed
-    # scan 0.473-0.540 (a gap of 0.20-0.25), 5-10 distinct sequences on the 300 test
-    # scenes.  Bars at half the smallest measured gap and below the fewest sequences.
-    assert greedy_accuracy >= 0.6, (greedy_accuracy, fixed_accuracy)  # chance: 1/3
-    assert greedy_accuracy >= fixed_accuracy + 0.1, (greedy_accuracy, fixed_accuracy)
-    assert distinct >= 3, distinct  # a fixed scan has one
+    # Measured with seeds 0-2 (Intel Xeon, 2 cores, about 40 s each): greedy 1.000, the
+    # fixed scan 0.457-0.463, 195-220 distinct sequences on the 300 test scenes.  Without
+    # the saliency map the dense policy head is at the mercy of the trajectory within 20
+    # epochs (seeds 0-5 on the same machine: greedy 0.53-0.62 against fixed 0.48-0.56).
+    # Bars well inside the measured margins.
+    assert greedy_accuracy >= 0.85, (greedy_accuracy, fixed_accuracy)  # chance: 1/3
+    assert greedy_accuracy >= fixed_accuracy + 0.25, (greedy_accuracy, fixed_accuracy)
+    assert distinct >= 50, distinct  # a fixed scan has one
 
 
 def test_the_cnn_baseline_trains_on_colour_canvases(scene_folder, tmp_path):
