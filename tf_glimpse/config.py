@@ -141,7 +141,10 @@ class GlimpseConfig:
                             "average-pooled by the stride adds a logit to every grid cell, at "
                             "every step (the same detector at every cell; needs --context)")
     # The map's input is the canvas pooled by stride / saliency_detail; stride-2
-    # convolutions bring it back to one value per cell step.
+    # convolutions bring it back to one value per cell step.  Measured on cluttered400
+    # (`--minutes 8`, each run alone): detail 2 raised the first glimpse's hit rate from
+    # 0.789 to 0.828 but cut training from 723 to 556 images/s: 14.86% test error
+    # against 13.48% with 1.
     saliency_detail: int = option(1, "agent", "the saliency map reads the canvas pooled by "
                                   "stride / N (a power of two dividing the stride): finer "
                                   "input for objects small against the stride", low=1,
