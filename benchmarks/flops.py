@@ -184,9 +184,10 @@ def keras_flops(model) -> int:
 
 
 def saliency_flops(config) -> int:
-    """FLOPs of `SaliencyMap`: its 3x3 convolutions on the canvas pooled by s / d (d =
-    ``saliency_detail``), log2(d) of them with stride 2 (one on the L x L map when d = 1)."""
-    units, detail = 16, config.saliency_detail
+    """FLOPs of `SaliencyMap`: its 3x3 convolutions of ``saliency_units`` channels on the
+    canvas pooled by s / d (d = ``saliency_detail``), log2(d) of them with stride 2 (one on
+    the L x L map when d = 1)."""
+    units, detail = config.saliency_units, config.saliency_detail
     size = saliency_side(config)
     flops = conv2d_flops(size, size, 3, config.channels, units)
     for _ in range(detail.bit_length() - 1):

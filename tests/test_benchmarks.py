@@ -78,14 +78,16 @@ def test_agent_flops_agree_with_the_built_models_kernels(context, saliency):
     assert 2 * macs + sensor == flops.agent_flops(config)["total"]
 
 
-@pytest.mark.parametrize("img_size, stride, detail", [(64, 4, 1), (64, 4, 2), (60, 4, 4)])
-def test_saliency_flops_agree_with_the_built_detector(img_size, stride, detail):
+@pytest.mark.parametrize("img_size, stride, detail, units",
+                         [(64, 4, 1, 16), (64, 4, 2, 16), (60, 4, 4, 16), (64, 4, 1, 8)])
+def test_saliency_flops_agree_with_the_built_detector(img_size, stride, detail, units):
     """`saliency_flops` against the built detector's real shapes (`keras_flops`): strided
     convolutions, and a pooled size that is not a multiple of the detail (60 / 1 / 4)."""
     from tf_glimpse.model.agent import GlimpseAgent
 
     config = GlimpseConfig(img_size=img_size, clutter_count=0, patch_size=8, stride=stride,
-                           steps=2, saliency=True, saliency_detail=detail)
+                           steps=2, saliency=True, saliency_detail=detail,
+                           saliency_units=units)
     model = GlimpseAgent.from_glimpse_config(config)
     assert flops.saliency_flops(config) == flops.keras_flops(model.saliency.detector)
     assert flops.saliency_values(config) == (img_size // (stride // detail)) ** 2

@@ -23,6 +23,7 @@ BAD_VALUES = [  # (flags, words the message must contain)
     (["--lr", "-1"], ["lr=-1.0", "> 0"]),
     (["--saliency", "True", "--saliency_detail", "3"],
      ["saliency_detail=3", "stride=4", "valid values: [1, 2, 4]"]),
+    (["--saliency_units", "0"], ["saliency_units=0", "1..256"]),
 ]
 
 

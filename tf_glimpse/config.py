@@ -149,6 +149,10 @@ class GlimpseConfig:
                                   "stride / N (a power of two dividing the stride): finer "
                                   "input for objects small against the stride", low=1,
                                   high=16)
+    # The detector's width is most of its cost: 2 * 9 * units^2 FLOPs per pooled pixel for
+    # the middle convolution (3.2 M of cluttered200's 12.0 M per image at 16).
+    saliency_units: int = option(16, "agent", "channels of the saliency map's hidden "
+                                 "convolutions", low=1, high=256)
     # Whether the memory reads e_t with its gradient, so that REINFORCE and the memory
     # loss also train the encoder.  Off: the encoder learns only what the classifier
     # needs, and a feature that only tells WHERE to look next (e.g. a cue that names

@@ -86,6 +86,7 @@ class GlimpseAgent(keras.Model):
         self.context = (ContextNetwork(config.img_size, config.patch_size, config.memory_units)
                         if config.context else None)
         self.saliency = (SaliencyMap(config.img_size, config.patch_size, config.stride,
+                                     units=config.saliency_units,
                                      detail=config.saliency_detail)
                          if config.saliency else None)
         self.classifier = StepClassifier(config.num_classes, config.classifier_units,
