@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tf_glimpse.errors import ConfigError
-from tf_glimpse.model.grid import ActionGrid
+from tf_glimpse.model.grid import ActionGrid, saliency_details
 
 DATASETS = ("mnist", "fashion_mnist")
 TFDS_PREFIX, FOLDER_PREFIX = "tfds:", "folder:"
@@ -288,9 +288,10 @@ class GlimpseConfig:
         if self.saliency and not self.context:
             raise ConfigError("saliency=True needs context=True: the exported context model "
                               "computes the saliency map with the memory's initial state")
-        detail = self.saliency_detail
-        if detail & (detail - 1) or self.stride % detail:
-            valid = [2 ** k for k in range(5) if self.stride % 2 ** k == 0]
+        detail, details = self.saliency_detail, saliency_details(self.stride)
+        if detail not in details:
+            most = self.__dataclass_fields__["saliency_detail"].metadata["high"]
+            valid = [d for d in details if d <= most]
             raise ConfigError(f"saliency_detail={detail} is invalid for stride={self.stride}: "
                               f"it must be a power of two that divides the stride; valid "
                               f"values: {valid}")

@@ -45,6 +45,12 @@ def stride_error(img_size: int, patch_size: int, stride: int) -> str:
             f"{sorted(set(valid_strides(img_size, patch_size)) | {patch_size})}")
 
 
+def saliency_details(stride: int) -> list[int]:
+    """The saliency map's valid `detail` values for a grid stride: the powers of two that
+    divide it (one pooled pixel is stride / detail canvas pixels)."""
+    return [2 ** k for k in range(max(stride, 1).bit_length()) if stride % 2 ** k == 0]
+
+
 @dataclasses.dataclass(frozen=True)
 class ActionGrid:
     """Maps action ids <-> (row, col) <-> normalised patch centres (x, y).

@@ -23,7 +23,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_glimpse.config import ENCODER_KINDS
-from tf_glimpse.model.grid import ActionGrid
+from tf_glimpse.model.grid import ActionGrid, saliency_details
 
 POLICY_MODES = ("sample", "greedy", "random", "given")
 _MASKED = -1e9  # The distribution's logit of a visited cell: probability 0.
@@ -196,7 +196,7 @@ class SaliencyMap(keras.layers.Layer):
     def __init__(self, img_size: int, patch_size: int, stride: int, units: int = 16,
                  detail: int = 1, **kwargs):
         super().__init__(**kwargs)
-        if detail < 1 or detail & (detail - 1) or stride % detail:
+        if detail not in saliency_details(stride):
             raise ValueError(f"detail={detail} must be a power of two that divides "
                              f"stride={stride}")
         self.img_size = img_size
