@@ -56,7 +56,8 @@ while that model trained (`peak_memory_mb`; null off Linux).  Settings with
 ``downsample_to`` add ``downsampled_cnn_*``: the same CNN design for that size on the
 canvas average-pooled to it (input size, test and validation error, epochs, wall_s,
 images/s, architecture, FLOPs, peak memory, validation curve).  Also: setting, epochs,
-commit (``git rev-parse --short HEAD``; ``dirty`` when tracked files differ from it),
+commit (``git rev-parse --short HEAD``; ``dirty`` when tracked files other than the
+benchmarks' own ``*.jsonl`` results differ from it),
 date (UTC), command, hardware, TensorFlow version, reference errors, the full config.
 """
 
@@ -142,13 +143,20 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, GlimpseCon
     return args, config
 
 
-def git_commit() -> tuple[str, bool]:
-    """(short HEAD, whether tracked files differ from it); ("unknown", True) outside git."""
+# The benchmarks' own result files: appending to them (the CNN's figure is stored before
+# the agent's row is written) does not change the code a row measures.
+RESULT_FILES = "benchmarks/*.jsonl"
+
+
+def git_commit(root: Path = PROJECT_ROOT) -> tuple[str, bool]:
+    """(short HEAD, whether tracked files other than `RESULT_FILES` differ from it);
+    ("unknown", True) outside git."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT,
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
                                 capture_output=True, text=True, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                cwd=PROJECT_ROOT, capture_output=True, text=True,
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                 ".", f":(exclude){RESULT_FILES}"],
+                                cwd=root, capture_output=True, text=True,
                                 check=True).stdout.strip()
         return commit, bool(status)
     except (OSError, subprocess.CalledProcessError):

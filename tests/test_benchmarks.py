@@ -505,3 +505,30 @@ def test_cnn_latency_times_both_baselines_of_a_large_canvas(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cnn_latency.main(["--setting", "cluttered200", "--runs", "0"])
     assert exit_info.value.code == 2
+
+
+def test_a_row_is_dirty_when_code_differs_but_not_when_only_result_files_grew(tmp_path):
+    """The CNN's stored figure is appended before the agent's row is written: that must
+    not mark the row dirty; an edited source file must."""
+    import subprocess
+
+    from benchmarks.ram_benchmark import git_commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "cnn_results.jsonl").write_text("{}\n")
+    (tmp_path / "train.py").write_text("print(1)\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    commit, dirty = git_commit(tmp_path)
+    assert len(commit) >= 7 and not dirty
+    with open(tmp_path / "benchmarks" / "cnn_results.jsonl", "a") as results:
+        results.write("{}\n")
+    assert git_commit(tmp_path) == (commit, False)
+    (tmp_path / "train.py").write_text("print(2)\n")
+    assert git_commit(tmp_path) == (commit, True)
+    assert git_commit(tmp_path / "not_a_repo") == ("unknown", True)
