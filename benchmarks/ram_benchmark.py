@@ -58,7 +58,8 @@ canvas average-pooled to it (input size, test and validation error, epochs, wall
 images/s, architecture, FLOPs, peak memory, validation curve).  Also: setting, epochs,
 commit (``git rev-parse --short HEAD``; ``dirty`` when tracked files other than the
 benchmarks' own ``*.jsonl`` results differ from it),
-date (UTC), command, hardware, TensorFlow version, reference errors, the full config.
+date (UTC), command, hardware, cpu (family, model and the vector extensions
+that pick TensorFlow's kernels), TensorFlow version, reference errors, the full config.
 """
 
 from __future__ import annotations
@@ -180,6 +181,34 @@ def hardware() -> str:
     return f"{cores} CPU cores, {model}"
 
 
+# Vector extensions that choose TensorFlow's CPU kernels (oneDNN, Eigen): two machines
+# with one model name but different extensions train the same seed along different
+# float roundings, so the same command's error differs between them.
+VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")
+
+
+def cpu_details(cpuinfo: str | None = None) -> str:
+    """'family F model M, flags a b c' of the first CPU in /proc/cpuinfo (`VECTOR_FLAGS`
+    it has), or 'unknown' where it cannot be read.  Recorded beside `hardware()`, which
+    names the model only (and keys the stored CNN figures)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return "unknown"
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            break  # The first processor's block ends at its blank line.
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    if "cpu family" not in fields:
+        return "unknown"
+    flags = set(fields.get("flags", "").split())
+    present = " ".join(flag for flag in VECTOR_FLAGS if flag in flags) or "none"
+    return f"family {fields['cpu family']} model {fields.get('model', '?')}, flags {present}"
+
+
 def percent(accuracy: float) -> float:
     """Error in percent, rounded to 1e-4 (exact for any test set of up to 10^6 images)."""
     return round(100.0 * (1.0 - accuracy), 4)
@@ -241,6 +270,7 @@ def result_row(setting: str, config: GlimpseConfig, agent: dict, cnn: dict | Non
         "cnn_peak_rss_mb": cnn.get("peak_rss_mb") if cnn else None,
         "command": command,
         "hardware": hardware(),
+        "cpu": cpu_details(),
         "tensorflow": agent.get("tensorflow"),
         "reference": get_setting(setting).reference(),
         "val_curve": curve(history, "reinforce"),
@@ -350,6 +380,7 @@ def train_and_store_cnn(args: argparse.Namespace, config: GlimpseConfig, splits,
                     input_size=input_size)
     cnn["peak_rss_mb"] = peak_memory_mb()
     entry = {"setting": args.setting, "model": name, "budget": budget, "hardware": hardware(),
+             "cpu": cpu_details(),
              "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
              "command": command, **cnn}
     append_row(args.cnn_results, entry)

@@ -532,3 +532,14 @@ def test_a_row_is_dirty_when_code_differs_but_not_when_only_result_files_grew(tm
     (tmp_path / "train.py").write_text("print(2)\n")
     assert git_commit(tmp_path) == (commit, True)
     assert git_commit(tmp_path / "not_a_repo") == ("unknown", True)
+
+
+def test_cpu_details_names_family_model_and_vector_extensions_of_the_first_cpu():
+    from benchmarks.ram_benchmark import cpu_details
+
+    first = "processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: fpu sse avx2 fma avx512f\n"
+    second = "processor\t: 1\ncpu family\t: 6\nmodel\t\t: 85\nflags\t\t: fpu amx_tile\n"
+    assert cpu_details(first + "\n" + second) == "family 25 model 17, flags avx2 fma avx512f"
+    assert cpu_details("cpu family\t: 6\nmodel\t: 85\nflags\t: fpu sse\n") == \
+        "family 6 model 85, flags none"
+    assert cpu_details("no such fields\n") == "unknown"
