@@ -10,8 +10,10 @@ scan (``modal_gap``), its hit rate per glimpse and the row's commit.  The README
 results table is this output.  With ``--all``: every line of the file, in file order,
 with its speed, FLOPs, pixels and command (docs/experiments.md holds this table).
 Numbers are as stored (errors in percent, 2 decimals); the reference errors come
-from `benchmarks/settings.py`.  "met?" is "yes" when our test error <= the target,
-"report" for settings without a target.
+from `benchmarks/settings.py`.  "met?" is "yes" when our test error <= the target
+and below the CNN's error at the same budget (where the row has one), "no: CNN ahead"
+when only the CNN's bar is missed, "yes (no CNN)" for a row without the CNN, "report"
+for settings without a target.
 
 A malformed line (not JSON, a missing or mistyped field, errors not in percent, an
 unknown setting) makes the script refuse: it names every bad line on stderr and
@@ -216,7 +218,12 @@ def _met(row: dict) -> str:
     target = SETTINGS[row["setting"]].target
     if target is None:
         return "report"
-    return "yes" if row["test_error"] <= target else "no"
+    if row["test_error"] > target:
+        return "no"
+    cnn = row.get("cnn_test_error")
+    if cnn is None:
+        return "yes (no CNN)"
+    return "no: CNN ahead" if row["test_error"] >= cnn else "yes"
 
 
 def markdown_table(rows: list[dict]) -> str:
