@@ -50,7 +50,7 @@ DEFAULT_RESULTS = PROJECT_ROOT / "benchmarks" / "results.jsonl"
 
 # (wall seconds, validation error %) of kevinzakka's PyTorch RAM on mnist28, 2 CPU cores.
 PEER_POINTS = {"mnist28": [(750.0, 2.5), (1760.0, 1.5)]}
-PEER_LABEL = "kevinzakka RAM (PyTorch), mnist28, same 2 cores"
+PEER_LABEL = "kevinzakka RAM (PyTorch), same 2 cores"
 
 COLUMNS = ("setting", "ours test error %", "CNN test error %", "RAM paper %", "best public %",
            "target %", "met?", "epochs", "wall s", "images/s", "FLOPs ours / CNN",
@@ -236,42 +236,44 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], out: str | Path) -> None:
-    """Validation error (%, log y) against training seconds, with the peer points."""
+    """Validation error (%, log y) against training seconds: one panel per setting, its
+    latest row (`current_rows`), ours against the CNN, with the target and peer points."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 5))
+    shown = [row for row in current_rows(rows) if row["val_curve"]]
+    columns = min(3, max(1, len(shown)))
+    lines = -(-len(shown) // columns) if shown else 1
+    figure, grid = plt.subplots(lines, columns, figsize=(4 * columns, 3 * lines),
+                                squeeze=False)
     floor = 0.01  # a 0% point cannot go on a log axis
-    for index, row in enumerate(rows):
-        color = f"C{index % 10}"
-        label = f"{row['setting']} ({row['commit']}, {row['date'][:10]})"
+    for axes, row in zip(grid.flat, shown):
         for points, style, who in ((row["val_curve"], "-o", "ours"),
-                                   (row["cnn_val_curve"], "--s", "CNN")):
+                                   (row["cnn_val_curve"], "--s", "CNN, same budget")):
             if points:
                 axes.plot([p[0] for p in points], [max(p[1], floor) for p in points], style,
-                          color=color, markersize=3, label=f"{who}: {label}")
-    for points in PEER_POINTS.values():
-        axes.plot([p[0] for p in points], [p[1] for p in points], "k*", markersize=12,
-                  linestyle="none", label=PEER_LABEL)
-        for x, y in points:
-            axes.annotate(f"{y:g}% @ {x:,.0f} s", (x, y), textcoords="offset points",
-                          xytext=(6, 6), fontsize=8)
-    for name in dict.fromkeys(row["setting"] for row in rows):
-        if SETTINGS[name].target is not None:
-            axes.axhline(SETTINGS[name].target, color="gray", linestyle=":", linewidth=1)
-            axes.annotate(f"{name} target {SETTINGS[name].target:g}%",
-                          (0, SETTINGS[name].target), xycoords=("axes fraction", "data"),
-                          textcoords="offset points", xytext=(4, 3), fontsize=7, color="gray")
-    axes.set_yscale("log")
-    axes.set_xlabel("training seconds (validation excluded), 2 CPU cores")
-    axes.set_ylabel("validation error % (log scale)")
-    axes.set_title("Time to accuracy")
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=7)
+                          markersize=2, label=who)
+        target = SETTINGS[row["setting"]].target
+        if target is not None:
+            axes.axhline(target, color="gray", linestyle=":", linewidth=1,
+                         label=f"target {target:g}%")
+        peer = PEER_POINTS.get(row["setting"], [])
+        if peer:
+            axes.plot([x for x, _ in peer], [y for _, y in peer], "k*", markersize=9,
+                      linestyle="none", label=PEER_LABEL)
+        axes.set_yscale("log")
+        axes.set_title(f"{row['setting']}, {_budget(row)} ({row['commit']})", fontsize=9)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.tick_params(labelsize=7)
+        axes.legend(fontsize=7)
+    for axes in list(grid.flat)[len(shown):]:
+        axes.set_visible(False)
+    figure.supxlabel("training seconds (validation excluded), 2 CPU cores", fontsize=9)
+    figure.supylabel("validation error % (log scale)", fontsize=9)
     figure.tight_layout()
-    figure.savefig(out, dpi=120)
+    figure.savefig(out, dpi=110)
     plt.close(figure)
 
 
