@@ -245,7 +245,7 @@ def plot(rows: list[dict], out: str | Path) -> None:
 
     shown = [row for row in current_rows(rows) if row["val_curve"]]
     columns = min(3, max(1, len(shown)))
-    lines = -(-len(shown) // columns) if shown else 1
+    lines = max(1, -(-len(shown) // columns))  # ceil; one empty panel for no rows
     figure, grid = plt.subplots(lines, columns, figsize=(4 * columns, 3 * lines),
                                 squeeze=False)
     floor = 0.01  # a 0% point cannot go on a log axis
