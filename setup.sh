@@ -11,5 +11,8 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -r requirements.txt
 # The project itself, editable: `import tf_glimpse` from any directory, console scripts.
-.venv/bin/python -m pip install --quiet --no-deps -e .
+# PYTHONWARNINGS reaches the isolated build backend, whose only warning here is
+# setuptools' generic "editable installation" banner (the package folder sits in the
+# project root by design); pip's own errors still show.
+PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet --no-deps -e .
 .venv/bin/python -m tf_glimpse.data.fetch mnist
