@@ -24,7 +24,8 @@ embedding, memory and classifier, C = 10 classes):
 * memory, per step: LSTM, (D + M) * 4M;
 * policy, steps 1..T-1: M*A (step 0 uses the learned initial logits; the
   policy head's output there only provides a shape, and XLA drops it); with a
-  context network, every step T*M*A;
+  context network, every step T*M*A; with ``local_moves`` R, steps 1..T-1 add the
+  move head's M*(2R+1)^2 (placing its scores on the grid is indexing, not counted);
 * context (``context`` only): the coarse view of c*c = (I // f)^2 values,
   f = max(1, I // P), through c*c*M + M*2M;
 * saliency (``saliency`` only): 3x3 convolutions (C -> 16 -> 16 -> 1 channels) on
@@ -120,7 +121,9 @@ def agent_flops(config) -> dict[str, int]:
                                                      k),
         "encoder": t * (what + dense_flops(g, d) + dense_flops(2, loc) + dense_flops(loc, d)),
         "memory": t * lstm_flops(d, m),
-        "policy": (t if config.context else t - 1) * dense_flops(m, config.num_actions),
+        "policy": ((t if config.context else t - 1) * dense_flops(m, config.num_actions)
+                   + (t - 1) * dense_flops(m, (2 * config.local_moves + 1) ** 2)
+                   * (config.local_moves > 0)),
         "baseline": t * dense_flops(m, 1),
         "classifier": (attention_flops(t, d) + t * gru_flops(d, u) + t * dense_flops(u, c)),
         "context": (dense_flops(config.channels * context_values(config), m)

@@ -138,11 +138,12 @@ def time_parts(config: GlimpseConfig, calls: int) -> dict[str, float]:
 
         def policy():
             visited = model.policy.no_visits(config.batch_size)
-            chosen = []
+            chosen, previous = [], None
             for t in range(config.steps):
                 choice = model.policy(hidden, step=t, visited=visited, mode="sample",
-                                      seed=tf.cast(step_seeds[t], tf.int32))
+                                      seed=tf.cast(step_seeds[t], tf.int32), previous=previous)
                 visited = model.policy.visit(visited, choice["action"])
+                previous = choice["action"]
                 chosen += [choice["log_prob"], choice["entropy"]]
             return chosen
 

@@ -29,7 +29,8 @@ caller feeds them straight back; ``saliency`` is an input only).
 
 Nothing here re-implements the agent: the step calls `GlimpseAgent.remember`
 (encoder + memory), `StepClassifier.step` (the causal classifier's work for step
-t) and `GlimpseAgent.next_logits` (`LocationPolicy.ranking`: policy + visited mask), the
+t) and `GlimpseAgent.next_logits` (`LocationPolicy.ranking`: policy + visited mask, and
+the scores of the moves from `action` with ``local_moves``), the
 same code the training episode runs.  This reproduces the full model's step_logits[:, t]
 exactly, up to float rounding.  The first cell (nothing seen yet) comes from
 `initial_logits`, which the export writes to `export_info.json`, or for an agent
@@ -149,7 +150,7 @@ class StepModule(tf.Module):
 
         # Policy for the next step, from the new memory state.
         visited = agent.policy.visit(visited, action)
-        next_logits = agent.next_logits(lstm_h, 1, visited, saliency)
+        next_logits = agent.next_logits(lstm_h, 1, visited, saliency, previous=action)
         return {
             "next_logits": next_logits,
             "probabilities": tf.nn.softmax(class_logits, axis=-1),

@@ -222,6 +222,54 @@ def test_saliency_map_is_the_same_detector_at_every_cell_and_reinforce_trains_it
                        "saliency_map")
 
 
+def test_local_moves_score_each_move_alike_from_every_cell_and_reinforce_trains_them():
+    """The move head's scores land on the cells that each move reaches from the previous
+    cell, the same from every cell (zero out of reach); it starts at zero (the policy
+    unchanged) and REINFORCE, not the classifier, trains it."""
+    from tf_glimpse.model.layers import LocationPolicy
+
+    config = CONFIG.replace(local_moves=1)  # 28 - 8 = 20 = 4 * 5: a 6 x 6 grid
+    n = config.grid.size
+    policy = LocationPolicy(config.num_actions, move_radius=1)
+    hidden = tf.random.stateless_normal([2, 5], seed=[1, 1])
+    policy.build(hidden.shape)
+    np.testing.assert_array_equal(policy.move_logits(hidden, tf.constant([7, 7])).numpy(), 0)
+    for weight in policy.move_head.weights:
+        weight.assign(tf.random.stateless_normal(weight.shape, seed=[2, 3]))
+    scores = policy.move_head(hidden).numpy().reshape(2, 3, 3)  # [B, d_row, d_col]
+    for previous in (7, 14, 0, n * n - 1):  # Inside, and at two corners of the grid.
+        placed = policy.move_logits(hidden, tf.constant([previous] * 2)).numpy()
+        placed = placed.reshape(2, n, n)
+        row, col = divmod(previous, n)
+        expected = np.zeros_like(placed)
+        for d_row in (-1, 0, 1):
+            for d_col in (-1, 0, 1):
+                if 0 <= row + d_row < n and 0 <= col + d_col < n:
+                    expected[:, row + d_row, col + d_col] = scores[:, d_row + 1, d_col + 1]
+        np.testing.assert_allclose(placed, expected, rtol=1e-6, err_msg=f"from cell {previous}")
+
+    tf.keras.utils.set_random_seed(0)
+    agent = GlimpseAgent.from_glimpse_config(config)
+    with tf.GradientTape(persistent=True) as tape:
+        outputs = agent(images_for(config), mode="sample", seed=SEED, training=True)
+        losses = agent_losses(outputs, LABELS, config)
+        reinforce, classification = (tf.reduce_mean(losses[k])
+                                     for k in ("reinforce", "classification"))
+    variables = agent.trainable_variables
+    names = [v.path for v in variables]
+    assert nonzero(dict(zip(names, tape.gradient(reinforce, variables))), "move_head")
+    assert not nonzero(dict(zip(names, tape.gradient(classification, variables))),
+                       "move_head")
+
+
+def test_local_moves_must_stay_within_the_grid():
+    from tf_glimpse.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"local_moves=6 reaches past the 6 x 6 grid; "
+                                          r"valid range: 0\.\.5"):
+        CONFIG.replace(local_moves=6)
+
+
 def images_for(config: GlimpseConfig) -> tf.Tensor:
     """Six fixed random canvases of `config`'s size."""
     return tf.random.stateless_uniform([6, config.img_size, config.img_size, 1], seed=[1, 2])
@@ -234,15 +282,17 @@ def test_saliency_needs_the_context_network():
         CONFIG.replace(saliency=True, context=False)
 
 
-@pytest.mark.parametrize("encoder, saliency", [("mlp", False), ("cnn", False), ("mlp", True)])
-def test_a_checkpoint_restores_every_weight_of_the_agent(tmp_path, encoder, saliency):
+@pytest.mark.parametrize("encoder, saliency, local_moves",
+                         [("mlp", False, 0), ("cnn", False, 0), ("mlp", True, 2)])
+def test_a_checkpoint_restores_every_weight_of_the_agent(tmp_path, encoder, saliency,
+                                                         local_moves):
     """load_agent (report, export, the best agent) gets back every trained weight: Keras 3
     lists of layers were not in tf.train.Checkpoint's graph, so the cnn encoder's
     convolutions came back as a fresh initialisation."""
     from tf_glimpse.training.runs import load_agent, prepare_run_dir
 
     config = GlimpseConfig(**{**CONFIG.to_dict(), "encoder": encoder, "context": True,
-                              "saliency": saliency})
+                              "saliency": saliency, "local_moves": local_moves})
     tf.keras.utils.set_random_seed(0)
     trained = GlimpseAgent.from_glimpse_config(config)
     trained(tf.zeros([2, 28, 28, 1]), mode="greedy")

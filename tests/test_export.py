@@ -290,25 +290,28 @@ def test_failed_export_leaves_no_partial_output(run_dir, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # Neither OUT_DIR nor the staging directory.
 
 
-@pytest.mark.parametrize("saliency", [False, True])
+@pytest.mark.parametrize("saliency, local_moves", [(False, 0), (True, 0), (True, 1)])
 def test_context_agent_exports_a_context_model_the_step_loop_starts_from(tmp_path, data_dir,
-                                                                          saliency):
+                                                                          saliency,
+                                                                          local_moves):
     """With a context network the first cell depends on the canvas: glimpse_context.tflite
     gives the step loop its initial memory (and with a saliency map the image's logit per
     cell, an input of every step), and the loop still matches the full model (export_run
-    checks that parity itself and raises ExportError otherwise)."""
+    checks that parity itself and raises ExportError otherwise), also when the policy
+    scores the moves from the last cell (`local_moves`), in builtin ops."""
     from export.drive_step_model import context_runner
     from export.pipeline import CONTEXT_MODEL
 
     config = GlimpseConfig(data_dir=data_dir, img_size=28, clutter_count=0, patch_size=14,
                            stride=7, steps=3, subset=512, val_size=128, batch_size=64,
                            epochs=1, context=True, saliency=saliency, jit_compile=False,
-                           **SMALL)
+                           local_moves=local_moves, **SMALL)
     Trainer(config, tmp_path / "run", verbose=0).fit()
     info = export_run(tmp_path / "run", tmp_path / "out", verify_count=32, eval_count=32,
                       log=lambda message: None)
     assert info["context_model"] == CONTEXT_MODEL and info["initial_logits"] is None
-    assert not tflite.flex_ops(tmp_path / "out" / CONTEXT_MODEL)
+    for model in (CONTEXT_MODEL, STEP_MODEL, FULL_MODEL):
+        assert not tflite.flex_ops(tmp_path / "out" / model), model
     assert ("saliency" in info["step_model"]["state_shapes"]) == saliency
     assert "saliency" not in info["step_model"]["outputs"]
     images, _ = validation_canvases(config, 32)
@@ -369,3 +372,43 @@ def test_a_run_saves_its_agent_in_keras_format_which_loads_and_exports(run_dir, 
     with pytest.raises(RunError, match="does not load as a Keras model"):
         (tmp_path / "bad.keras").write_text("not a zip")
         load_keras_agent(tmp_path / "bad.keras")
+
+
+def test_step_module_steers_like_the_agent_when_the_policy_scores_moves():
+    """The step model's own graph (before conversion) picks the agent's greedy cells with a
+    move head of large random weights: the moves are scored from the cell just read."""
+    from export.step_model import STATE_DTYPES, ContextModule, StepModule, state_shapes
+
+    config = GlimpseConfig(img_size=28, clutter_count=0, patch_size=8, stride=4, steps=5,
+                           context=True, local_moves=2, **SMALL)
+    tf.keras.utils.set_random_seed(0)
+    agent = randomly_weighted_agent(config)
+    images = tf.random.stateless_uniform([3, 28, 28, 1], seed=[4, 5], maxval=256,
+                                         dtype=tf.int32)
+    greedy = agent(tf.cast(images, tf.float32) / 255.0, mode="greedy")["actions"].numpy()
+    start, step = ContextModule(agent), StepModule(agent)
+    for image, expected in zip(images, greedy):
+        first = start.start(tf.cast(image[None], tf.uint8))
+        state = {name: tf.zeros(shape, STATE_DTYPES.get(name, "float32"))
+                 for name, shape in state_shapes(agent).items()}
+        state.update(lstm_h=first["lstm_h"], lstm_c=first["lstm_c"])
+        action, chosen = int(tf.argmax(first["next_logits"][0])), []
+        for t in range(config.steps):
+            chosen.append(action)
+            glimpse = agent.sensor(tf.cast(image[None], tf.float32) / 255.0, tf.constant([action]))
+            out = step.step(glimpse, tf.constant([action]), tf.constant([t]), **state)
+            state.update({name: out[name] for name in state})
+            action = int(tf.argmax(out["next_logits"][0]))
+        assert chosen == list(expected)
+    assert len(set(map(tuple, greedy))) > 1  # Image-dependent, so the check is not vacuous.
+
+
+def randomly_weighted_agent(config: GlimpseConfig):
+    """An agent of `config` whose every weight is drawn at random (no zero starts)."""
+    from tf_glimpse.model.agent import GlimpseAgent
+
+    agent = GlimpseAgent.from_glimpse_config(config)
+    for index, weight in enumerate(agent.weights):
+        weight.assign(tf.random.stateless_normal(weight.shape, seed=[index, 1],
+                                                 dtype=weight.dtype))
+    return agent

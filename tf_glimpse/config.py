@@ -153,6 +153,13 @@ class GlimpseConfig:
     # the middle convolution (3.2 M of cluttered200's 12.0 M per image at 16).
     saliency_units: int = option(16, "agent", "channels of the saliency map's hidden "
                                  "convolutions", low=1, high=256)
+    # The dense head gives every cell its own logit, so "look next to what I just saw"
+    # must be learned at each cell apart.  Moves relative to the last glimpse are one
+    # rule for all cells: a head on h_{t-1} scores each move of up to R cells a side, and
+    # each cell within R of the last glimpse gets its move's score (0: off).
+    local_moves: int = option(0, "agent", "a memory-driven logit for every move of up to R "
+                              "grid cells from the last glimpse, the same at every cell (R; "
+                              "0 = off)", low=0, high=8)
     # Whether the memory reads e_t with its gradient, so that REINFORCE and the memory
     # loss also train the encoder.  Off: the encoder learns only what the classifier
     # needs, and a feature that only tells WHERE to look next (e.g. a cue that names
@@ -278,7 +285,10 @@ class GlimpseConfig:
                 f"patch_size={self.patch_size} is larger than img_size={self.img_size}; "
                 f"valid range: 1..{self.img_size}"
             )
-        ActionGrid(self.img_size, self.patch_size, self.stride)  # ConfigError: a bad stride.
+        side = ActionGrid(self.img_size, self.patch_size, self.stride).size  # or a bad stride
+        if self.local_moves >= side:
+            raise ConfigError(f"local_moves={self.local_moves} reaches past the {side} x {side} "
+                              f"grid; valid range: 0..{min(side - 1, 8)}")
         if self.clutter_size > self.img_size:
             raise ConfigError(
                 f"clutter_size={self.clutter_size} is larger than img_size={self.img_size}; "

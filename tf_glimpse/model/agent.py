@@ -8,6 +8,7 @@ One episode of T steps, for t = 0 .. T-1:
    (`initial_logits`), or with `context` from h_{-1}, set by a coarse view of the
    whole canvas (`ContextNetwork`).  With `saliency` a convolutional detector on
    the pooled canvas adds the image's logit per cell at every step (`SaliencyMap`).
+   With `local_moves` a second head on h_{t-1} scores the moves from the last cell.
    With `mask_visited` cells already looked at have probability 0.
 2. Sensor: the glimpse at the chosen cell (`GlimpseSensor`, k scales).
 3. Encoder: "what" + "where" -> embedding e_t.
@@ -18,11 +19,11 @@ One episode of T steps, for t = 0 .. T-1:
 After the loop the `StepClassifier` turns e_0..e_T-1 into class logits after every
 step (causally).  Gradients: the classification loss trains encoder and classifier;
 the memory loss (`memory_head` on h_t) trains memory, memory head and context;
-REINFORCE trains policy, memory, context, saliency map and initial logits (the
-memory reads a stop-gradiented e_t, unless `memory_trains_encoder`: then REINFORCE
-and the memory loss train the encoder too); the value loss trains the baseline head
-only.  The policy chooses locations from memory (and the saliency map) only, and
-actions are discrete samples, so no
+REINFORCE trains policy (with its move head), memory, context, saliency map and
+initial logits (the memory reads a stop-gradiented e_t, unless `memory_trains_encoder`:
+then REINFORCE and the memory loss train the encoder too); the value loss trains the
+baseline head only.  The policy chooses locations from memory (and the saliency map
+and the last cell) only, and actions are discrete samples, so no
 gradient of the classification loss can reach the policy through the chosen location.
 
 Policies (`mode`): "sample" (training), "greedy" (argmax, deterministic; evaluation
@@ -79,7 +80,8 @@ class GlimpseAgent(keras.Model):
                                       config.location_units, config.embedding_units)
         self.memory = keras.layers.LSTMCell(config.memory_units)
         self.policy = LocationPolicy(self.num_actions, learned_first=not config.context,
-                                     mask_visited=config.mask_visited, name="location_policy")
+                                     mask_visited=config.mask_visited,
+                                     move_radius=config.local_moves, name="location_policy")
         self.baseline_head = keras.layers.Dense(1, name="baseline_head")
         # The memory's own classifier: its loss makes h_t carry what the glimpses showed.
         self.memory_head = keras.layers.Dense(config.num_classes, name="memory_head")
@@ -115,14 +117,15 @@ class GlimpseAgent(keras.Model):
         return None if self.saliency is None else self.saliency(images)
 
     def next_logits(self, hidden: tf.Tensor, step: int, visited: tf.Tensor | None,
-                    saliency: tf.Tensor | None = None) -> tf.Tensor:
+                    saliency: tf.Tensor | None = None,
+                    previous: tf.Tensor | None = None) -> tf.Tensor:
         """Logits [B, A] whose argmax is the greedy cell of `step`, from memory h_{step-1}
-        (and the image's `saliency_logits`).
+        (and the image's `saliency_logits`, and the cell `previous` [B] of step - 1).
 
         `LocationPolicy.ranking`: visited cells rank below all others without the
         distribution's -1e9, so that the exported (and int8) models keep the range.
         """
-        return self.policy.ranking(hidden, step, visited, saliency)
+        return self.policy.ranking(hidden, step, visited, saliency, previous)
 
     def observe(self, images: tf.Tensor, actions: tf.Tensor,
                 state: list[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
@@ -165,12 +168,13 @@ class GlimpseAgent(keras.Model):
         state = self.initial_state(images)
         saliency = self.saliency_logits(images)
         visited = self.policy.no_visits(batch)
+        action = None  # The previous step's cell: none before the first glimpse.
         records = {key: [] for key in ("actions", "log_probs", "entropies", "baselines",
                                        "policy_logits", "embeddings", "glimpses",
                                        "memory_logits")}
         for step in range(self.steps):
             choice = self.policy(state[0], step=step, visited=visited, mode=mode,
-                                 seed=step_seeds[step], saliency=saliency,
+                                 seed=step_seeds[step], saliency=saliency, previous=action,
                                  given=None if actions is None else actions[:, step])
             action = choice["action"]
             baseline = self.baseline_head(tf.stop_gradient(state[0]))[:, 0]

@@ -8,8 +8,9 @@
   state (DRAM's context network), so the first location can depend on the image.
 * `SaliencyMap` - the whole canvas -> a logit per grid cell from one convolutional
   detector (optional, `saliency`), added to every step's policy logits.
-* `LocationPolicy` - memory h_{t-1} (+ the saliency logits) -> a distribution over
-  the grid's cells and the cell chosen (RAM's location network).
+* `LocationPolicy` - memory h_{t-1} (+ the saliency logits, + the scores of moves
+  from the last glimpse) -> a distribution over the grid's cells and the cell chosen
+  (RAM's location network).
 
 The memory (an LSTM cell) and the baseline head are plain Keras layers owned by
 `tf_glimpse.model.agent.GlimpseAgent`.
@@ -244,7 +245,9 @@ class LocationPolicy(keras.layers.Layer):
     policy modes are one distribution's parts.)
 
     The logits come from a dense head on the memory state (plus, with a saliency
-    map, the image's logit per cell); for the first cell
+    map, the image's logit per cell, and with `move_radius` R > 0 a second head's
+    score for each move of up to R cells a side from the previous glimpse, given to
+    the cell that move reaches: one rule for all cells); for the first cell
     (nothing seen yet) from a learned, image-independent vector
     (`initial_logits`) unless the memory's initial state already holds a view of
     the image (`learned_first=False`, with a context network).  With
@@ -258,17 +261,46 @@ class LocationPolicy(keras.layers.Layer):
     """
 
     def __init__(self, num_actions: int, learned_first: bool = True, mask_visited: bool = True,
-                 **kwargs):
+                 move_radius: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.num_actions = num_actions
         self.learned_first = learned_first
         self.mask_visited = mask_visited
+        self.move_radius = move_radius
         self.head = keras.layers.Dense(num_actions, name="policy_head")
         self.initial_logits = self.add_weight(shape=(num_actions,), initializer="zeros",
                                               name="initial_logits")
+        self.move_head = None
+        if move_radius:
+            side = round(num_actions ** 0.5)  # The grid is square: A = N * N.
+            # Row and column of every cell, as the grid numbers them (row-major).
+            self.cell_rows = tf.constant(np.arange(num_actions, dtype=np.int32) // side)
+            self.cell_cols = tf.constant(np.arange(num_actions, dtype=np.int32) % side)
+            self.side = side
+            # Zeros: a new agent's policy is the other heads' alone.
+            self.move_head = keras.layers.Dense((2 * move_radius + 1) ** 2,
+                                                kernel_initializer="zeros", name="move_head")
 
     def build(self, input_shape) -> None:
         self.head.build(input_shape)
+        if self.move_head is not None:
+            self.move_head.build(input_shape)
+
+    def move_logits(self, hidden: tf.Tensor, previous: tf.Tensor) -> tf.Tensor:
+        """Scores [B, A] of the moves from the cells `previous` [B] int32, from h [B, M].
+
+        Cell j gets the move head's score of (row_j - row_prev, col_j - col_prev)
+        when both are within R, else 0.
+        """
+        radius, width = self.move_radius, 2 * self.move_radius + 1
+        d_row = self.cell_rows[None, :] - (previous // self.side)[:, None]  # [B, A]
+        d_col = self.cell_cols[None, :] - (previous % self.side)[:, None]
+        near = (tf.abs(d_row) <= radius) & (tf.abs(d_col) <= radius)
+        # Index width^2 is a zero appended to the scores: the cells out of reach.
+        index = tf.where(near, (d_row + radius) * width + d_col + radius, width * width)
+        scores = self.move_head(hidden)  # [B, width^2]
+        scores = tf.concat([scores, tf.zeros_like(scores[:, :1])], axis=-1)
+        return tf.gather(scores, index, batch_dims=1)
 
     def no_visits(self, batch: tf.Tensor | int) -> tf.Tensor | None:
         """The visited cells before the first glimpse: int32 zeros [B, A] (None without a mask).
@@ -287,19 +319,23 @@ class LocationPolicy(keras.layers.Layer):
             return None
         return tf.maximum(visited, tf.one_hot(action, self.num_actions, dtype=visited.dtype))
 
-    def raw_logits(self, hidden: tf.Tensor, step: int,
-                   saliency: tf.Tensor | None = None) -> tf.Tensor:
+    def raw_logits(self, hidden: tf.Tensor, step: int, saliency: tf.Tensor | None = None,
+                   previous: tf.Tensor | None = None) -> tf.Tensor:
         """Unmasked logits [B, A] of the cell of `step` (a Python int), from h_{step-1}
-        plus, if given, the image's saliency logits [B, A] (`SaliencyMap`)."""
+        plus, if given, the image's saliency logits [B, A] (`SaliencyMap`) and, with a
+        move head, the scores of the moves from `previous` [B] (the cell of step - 1)."""
         logits = self.head(hidden)
         if step == 0 and self.learned_first:
             logits = tf.zeros_like(logits) + self.initial_logits
+        if self.move_head is not None and previous is not None:
+            logits = logits + self.move_logits(hidden, previous)
         return logits if saliency is None else logits + saliency
 
     def logits(self, hidden: tf.Tensor, step: int, visited: tf.Tensor | None = None,
-               saliency: tf.Tensor | None = None) -> tf.Tensor:
+               saliency: tf.Tensor | None = None,
+               previous: tf.Tensor | None = None) -> tf.Tensor:
         """The distribution's logits [B, A]: visited cells get -1e9 (probability 0)."""
-        return self.mask(self.raw_logits(hidden, step, saliency), visited)
+        return self.mask(self.raw_logits(hidden, step, saliency, previous), visited)
 
     def mask(self, logits: tf.Tensor, visited: tf.Tensor | None) -> tf.Tensor:
         """With `mask_visited`, give visited cells (visited > 0) a logit of -1e9."""
@@ -308,14 +344,15 @@ class LocationPolicy(keras.layers.Layer):
         return tf.where(visited > 0, tf.cast(_MASKED, logits.dtype), logits)
 
     def ranking(self, hidden: tf.Tensor, step: int, visited: tf.Tensor | None = None,
-                saliency: tf.Tensor | None = None) -> tf.Tensor:
+                saliency: tf.Tensor | None = None,
+                previous: tf.Tensor | None = None) -> tf.Tensor:
         """Logits [B, A] whose argmax is the greedy cell: visited cells one below the lowest logit.
 
         Same argmax as `call` (ties included), but without the -1e9: the values keep
         the range of the real logits, so an int8 model quantizes them finely enough
         to tell the cells apart.
         """
-        logits = self.raw_logits(hidden, step, saliency)
+        logits = self.raw_logits(hidden, step, saliency, previous)
         return self._rank_below(logits, visited)
 
     def _rank_below(self, logits: tf.Tensor, visited: tf.Tensor | None) -> tf.Tensor:
@@ -326,17 +363,18 @@ class LocationPolicy(keras.layers.Layer):
 
     def call(self, hidden: tf.Tensor, step: int = 1, visited: tf.Tensor | None = None,
              mode: str = "greedy", seed: tf.Tensor | None = None,
-             given: tf.Tensor | None = None,
-             saliency: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+             given: tf.Tensor | None = None, saliency: tf.Tensor | None = None,
+             previous: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         """The cell of `step` (a Python int, passed by keyword) under policy `mode`.
 
         `seed` is an int32 [2] stateless seed ("sample" and "random"), `given` the
-        actions [B] of "given", `saliency` the image's cell logits [B, A] or None.
+        actions [B] of "given", `saliency` the image's cell logits [B, A] or None,
+        `previous` the cells [B] of step - 1 (None at step 0).
         Returns ``action`` [B] int32, ``log_prob`` [B] and ``entropy`` [B] (of the
         distribution the action is scored under: uniform for "random") and
         ``logits`` [B, A] (that distribution's logits).
         """
-        raw = self.raw_logits(hidden, step, saliency)
+        raw = self.raw_logits(hidden, step, saliency, previous)
         if mode == "random":
             raw = tf.zeros_like(raw)
         logits = self.mask(raw, visited)
@@ -359,5 +397,5 @@ class LocationPolicy(keras.layers.Layer):
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(num_actions=self.num_actions, learned_first=self.learned_first,
-                      mask_visited=self.mask_visited)
+                      mask_visited=self.mask_visited, move_radius=self.move_radius)
         return config
