@@ -122,8 +122,8 @@ def agent_flops(config) -> dict[str, int]:
         "encoder": t * (what + dense_flops(g, d) + dense_flops(2, loc) + dense_flops(loc, d)),
         "memory": t * lstm_flops(d, m),
         "policy": ((t if config.context else t - 1) * dense_flops(m, config.num_actions)
-                   + (t - 1) * dense_flops(m, (2 * config.local_moves + 1) ** 2)
-                   * (config.local_moves > 0)),
+                   + ((t - 1) * dense_flops(m, (2 * config.local_moves + 1) ** 2)
+                      if config.local_moves else 0)),
         "baseline": t * dense_flops(m, 1),
         "classifier": (attention_flops(t, d) + t * gru_flops(d, u) + t * dense_flops(u, c)),
         "context": (dense_flops(config.channels * context_values(config), m)

@@ -210,16 +210,8 @@ def test_saliency_map_is_the_same_detector_at_every_cell_and_reinforce_trains_it
     without = agent.policy.raw_logits(agent.initial_state(images_for(small))[0], 0).numpy()
     np.testing.assert_allclose(outputs["policy_logits"][:, 0].numpy(), without + map_logits,
                                rtol=1e-5, atol=1e-4)
-    with tf.GradientTape(persistent=True) as tape:
-        outputs = agent(images_for(small), mode="sample", seed=SEED, training=True)
-        losses = agent_losses(outputs, LABELS, small)
-        reinforce, classification = (tf.reduce_mean(losses[k])
-                                     for k in ("reinforce", "classification"))
-    variables = agent.trainable_variables
-    names = [v.path for v in variables]
-    assert nonzero(dict(zip(names, tape.gradient(reinforce, variables))), "saliency_map")
-    assert not nonzero(dict(zip(names, tape.gradient(classification, variables))),
-                       "saliency_map")
+    reinforce, classification = loss_gradients(agent, small, "reinforce", "classification")
+    assert nonzero(reinforce, "saliency_map") and not nonzero(classification, "saliency_map")
 
 
 def test_local_moves_score_each_move_alike_from_every_cell_and_reinforce_trains_them():
@@ -250,16 +242,8 @@ def test_local_moves_score_each_move_alike_from_every_cell_and_reinforce_trains_
 
     tf.keras.utils.set_random_seed(0)
     agent = GlimpseAgent.from_glimpse_config(config)
-    with tf.GradientTape(persistent=True) as tape:
-        outputs = agent(images_for(config), mode="sample", seed=SEED, training=True)
-        losses = agent_losses(outputs, LABELS, config)
-        reinforce, classification = (tf.reduce_mean(losses[k])
-                                     for k in ("reinforce", "classification"))
-    variables = agent.trainable_variables
-    names = [v.path for v in variables]
-    assert nonzero(dict(zip(names, tape.gradient(reinforce, variables))), "move_head")
-    assert not nonzero(dict(zip(names, tape.gradient(classification, variables))),
-                       "move_head")
+    reinforce, classification = loss_gradients(agent, config, "reinforce", "classification")
+    assert nonzero(reinforce, "move_head") and not nonzero(classification, "move_head")
 
 
 def test_local_moves_must_stay_within_the_grid():
@@ -268,6 +252,18 @@ def test_local_moves_must_stay_within_the_grid():
     with pytest.raises(ConfigError, match=r"local_moves=6 reaches past the 6 x 6 grid; "
                                           r"valid range: 0\.\.5"):
         CONFIG.replace(local_moves=6)
+
+
+def loss_gradients(agent: GlimpseAgent, config: GlimpseConfig, *terms: str) -> list[dict]:
+    """For each loss term, its gradients by variable path, from one sampled episode on
+    `images_for(config)` (`gradients_of` for agents of other configurations)."""
+    with tf.GradientTape(persistent=True) as tape:
+        outputs = agent(images_for(config), mode="sample", seed=SEED, training=True)
+        losses = agent_losses(outputs, LABELS, config)
+        means = [tf.reduce_mean(losses[term]) for term in terms]
+    variables = agent.trainable_variables
+    names = [v.path for v in variables]
+    return [dict(zip(names, tape.gradient(mean, variables))) for mean in means]
 
 
 def images_for(config: GlimpseConfig) -> tf.Tensor:
