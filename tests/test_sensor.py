@@ -84,6 +84,27 @@ def test_backends_agree_at_every_scale_corner_and_edge(img, patch, stride, scale
     np.testing.assert_allclose(window, reference, atol=1e-5)
 
 
+@pytest.mark.parametrize("img, patch, stride, scales, channels",
+                         [(*setting, 1) for setting in SETTINGS] + [(64, 8, 4, 3, 3)])
+def test_window_backend_reads_one_image_as_it_reads_a_batch(img, patch, stride, scales,
+                                                            channels):
+    """One image (the TFLite episode) takes the one-window path: the same glimpses."""
+    grid = ActionGrid(img, patch, stride)
+    actions = corner_and_edge_actions(grid)
+    images = np.random.default_rng(5).random((len(actions), img, img, channels))
+    images = images.astype(np.float32)
+    sensor = GlimpseSensor(img, patch, stride, scales, backend="window")
+    batch = sensor(images, actions).numpy()
+    reference = GlimpseSensor(img, patch, stride, scales,
+                              backend="crop_and_resize")(images, actions).numpy()
+    np.testing.assert_allclose(batch, reference, atol=1e-5)
+    for index, action in enumerate(actions):
+        single = sensor(images[index:index + 1], np.array([action])).numpy()
+        np.testing.assert_allclose(single[0], batch[index], atol=1e-6)
+    compiled = tf.function(sensor, jit_compile=True)(images[:1], actions[:1]).numpy()
+    np.testing.assert_allclose(compiled[0], batch[0], atol=1e-6)
+
+
 @pytest.mark.parametrize("img, patch, stride, scales", SETTINGS[:3])
 def test_colour_glimpses_are_each_channels_grayscale_glimpse(img, patch, stride, scales):
     """C = 3: every backend reads each channel as it reads a grayscale image, and they agree."""
