@@ -96,6 +96,16 @@ def block_factor(weights: np.ndarray) -> int | None:
     return factor if np.allclose(weights, blocks, atol=1e-6) else None
 
 
+def resample_window(window: tf.Tensor, weights: np.ndarray) -> tf.Tensor:
+    """A scale's window [B, L, L, C] -> its glimpse [B, P, P, C] with the [P, L] `weights`:
+    an average pooling where they are whole blocks (`block_factor`), else Wy @ window @ Wx^T.
+    Both sides use the same weights, so a transposed window gives the transposed glimpse."""
+    factor = block_factor(weights)
+    if factor:
+        return tf.nn.avg_pool2d(window, factor, factor, "VALID")
+    return tf.einsum("pl,blmc,qm->bpqc", weights, window, weights)
+
+
 def patch_top_left(grid: ActionGrid, actions: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Pixel (top, left) of each action's P x P patch: actions [...] -> int32 [...] each.
 
@@ -146,11 +156,7 @@ class GlimpseSensor(keras.layers.Layer):
         glimpses = []
         for weights, first in self._windows:
             window = self._read_window(images, top, left, first, weights.shape[1])
-            factor = block_factor(weights)
-            if factor:
-                glimpses.append(tf.nn.avg_pool2d(window, factor, factor, "VALID"))
-            else:
-                glimpses.append(tf.einsum("pl,blmc,qm->bpqc", weights, window, weights))
+            glimpses.append(resample_window(window, weights))
         return tf.stack(glimpses, axis=1)
 
     def _one_window_glimpses(self, images: tf.Tensor, top: tf.Tensor,
@@ -169,11 +175,7 @@ class GlimpseSensor(keras.layers.Layer):
         for weights, first in self._windows:
             offset, span = first - start, weights.shape[1]
             scale = window[:, offset:offset + span, offset:offset + span, :]
-            factor = block_factor(weights)
-            if factor:
-                glimpses.append(tf.nn.avg_pool2d(scale, factor, factor, "VALID"))
-            else:
-                glimpses.append(tf.einsum("pl,bmlc,qm->bqpc", weights, scale, weights))
+            glimpses.append(resample_window(scale, weights))  # Transposed in, transposed out.
         return tf.transpose(tf.stack(glimpses, axis=1), [0, 1, 3, 2, 4])
 
     def _read_window(self, images: tf.Tensor, top: tf.Tensor, left: tf.Tensor, first: int,
