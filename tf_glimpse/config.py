@@ -195,8 +195,9 @@ class GlimpseConfig:
     # time (8 minutes each, alone; docs/experiments.md): cluttered60 6.54% test error
     # against 7.58% for the mean (6.75% with the last step weighted 5 of 10), translated60
     # 2.32% against 3.55%; validation ahead at every time in both.  The information-gain
-    # rewards still read every step's prediction: the memory's own per-step loss and the
-    # classifier's shared head keep those informative.
+    # rewards still read every step's prediction, which the classifier's head, shared by
+    # all steps, keeps informative (cluttered60: 0.62 accuracy after one glimpse, 0.71
+    # with the mean).
     step_loss: bool = option(False, "rewards", "average the classification loss over all "
                              "steps (else final step only)")
     # Weight of the memory's own classification loss: a Dense head on h_t predicts the
