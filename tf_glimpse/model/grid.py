@@ -51,6 +51,13 @@ def saliency_details(stride: int) -> list[int]:
     return [2 ** k for k in range(max(stride, 1).bit_length()) if stride % 2 ** k == 0]
 
 
+def row_col(action: np.ndarray | int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Action ids -> (row, col) on a grid of `size` positions per axis: the one place the
+    row-major numbering is written (the policy's move scores read it too)."""
+    action = np.asarray(action)
+    return action // size, action % size
+
+
 @dataclasses.dataclass(frozen=True)
 class ActionGrid:
     """Maps action ids <-> (row, col) <-> normalised patch centres (x, y).
@@ -98,7 +105,7 @@ class ActionGrid:
         """Action ids -> (row, col) grid indices."""
         action = np.asarray(action)
         self._check_actions(action)
-        return action // self.size, action % self.size
+        return row_col(action, self.size)
 
     def to_action(self, row: np.ndarray | int, col: np.ndarray | int) -> np.ndarray:
         """(row, col) grid indices -> action ids."""

@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_glimpse.config import ENCODER_KINDS
-from tf_glimpse.model.grid import ActionGrid, saliency_details
+from tf_glimpse.model.grid import ActionGrid, row_col, saliency_details
 
 POLICY_MODES = ("sample", "greedy", "random", "given")
 _MASKED = -1e9  # The distribution's logit of a visited cell: probability 0.
@@ -273,10 +273,9 @@ class LocationPolicy(keras.layers.Layer):
         self.move_head = None
         if move_radius:
             side = round(num_actions ** 0.5)  # The grid is square: A = N * N.
-            # Row and column of every cell, as the grid numbers them (row-major).
-            self.cell_rows = tf.constant(np.arange(num_actions, dtype=np.int32) // side)
-            self.cell_cols = tf.constant(np.arange(num_actions, dtype=np.int32) % side)
-            self.side = side
+            # Row and column of every cell, as the grid numbers them.
+            rows, cols = row_col(np.arange(num_actions, dtype=np.int32), side)
+            self.cell_rows, self.cell_cols = tf.constant(rows), tf.constant(cols)
             # Zeros: a new agent's policy is the other heads' alone.
             self.move_head = keras.layers.Dense((2 * move_radius + 1) ** 2,
                                                 kernel_initializer="zeros", name="move_head")
@@ -293,8 +292,8 @@ class LocationPolicy(keras.layers.Layer):
         when both are within R, else 0.
         """
         radius, width = self.move_radius, 2 * self.move_radius + 1
-        d_row = self.cell_rows[None, :] - (previous // self.side)[:, None]  # [B, A]
-        d_col = self.cell_cols[None, :] - (previous % self.side)[:, None]
+        d_row = self.cell_rows[None, :] - tf.gather(self.cell_rows, previous)[:, None]  # [B, A]
+        d_col = self.cell_cols[None, :] - tf.gather(self.cell_cols, previous)[:, None]
         near = (tf.abs(d_row) <= radius) & (tf.abs(d_col) <= radius)
         # Index width^2 is a zero appended to the scores: the cells out of reach.
         index = tf.where(near, (d_row + radius) * width + d_col + radius, width * width)
