@@ -20,10 +20,13 @@ Pure numpy: cheap to import and usable from TF code as constants.
 from __future__ import annotations
 
 import dataclasses
+from typing import TypeVar
 
 import numpy as np
 
 from tf_glimpse.errors import ConfigError
+
+Array = TypeVar("Array")  # A numpy array, a TF tensor or an int.
 
 
 def valid_strides(img_size: int, patch_size: int) -> list[int]:
@@ -52,10 +55,17 @@ def saliency_details(stride: int) -> list[int]:
 
 
 def row_col(action: np.ndarray | int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Action ids -> (row, col) on a grid of `size` positions per axis: the one place the
-    row-major numbering is written (the policy's move scores read it too)."""
+    """Action ids -> (row, col) on a grid of `size` positions per axis.  With `action_id`,
+    the one place the row-major numbering is written (the policy's move scores and the
+    object pre-training glimpses use them too)."""
     action = np.asarray(action)
     return action // size, action % size
+
+
+def action_id(row: Array, col: Array, size: int) -> Array:
+    """(row, col) -> action ids on a grid of `size` positions per axis: numpy arrays or
+    TF tensors alike (plain arithmetic, so XLA steps can call it)."""
+    return row * size + col
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +122,7 @@ class ActionGrid:
         row, col = np.asarray(row), np.asarray(col)
         if np.any((row < 0) | (row >= self.size) | (col < 0) | (col >= self.size)):
             raise ValueError(f"row/col out of range; valid range: 0..{self.size - 1}")
-        return row * self.size + col
+        return action_id(row, col, self.size)
 
     def top_left(self, action: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
         """Action ids -> pixel (top, left) of the scale-1 patch."""

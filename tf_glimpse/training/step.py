@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tf_glimpse.analysis.metrics import step_correct
 from tf_glimpse.config import GlimpseConfig
-from tf_glimpse.model.grid import ActionGrid
+from tf_glimpse.model.grid import ActionGrid, action_id
 from tf_glimpse.training.rewards import agent_losses
 
 LOSS_TERMS = ("total", "classification", "memory", "reinforce", "baseline", "entropy", "reward")
@@ -46,7 +46,7 @@ def object_cells(grid: ActionGrid, boxes: tf.Tensor, steps: int, seed: tf.Tensor
     # `ActionGrid.from_centre`'s rule (nearest patch centre), in TF ops for the XLA step.
     position = (point - grid.patch_size / 2.0 - grid.origin) / grid.stride
     index = tf.clip_by_value(tf.cast(tf.round(position), tf.int32), 0, grid.size - 1)
-    return index[..., 0] * grid.size + index[..., 1]
+    return action_id(index[..., 0], index[..., 1], grid.size)
 
 
 class TrainStep:
