@@ -14,7 +14,8 @@ tiles are centred on the image, so the outermost tiles read a few zero pixels pa
 the edge (o < 0).  This is how the seed's 28x28 / 3x3 / stride 3 experiment
 covers every pixel with a 10 x 10 grid.
 
-Pure numpy: cheap to import and usable from TF code as constants.
+Pure numpy (no TensorFlow import): cheap to import; TF code reads its tables as constants,
+and `action_id` is plain arithmetic that tensors go through too.
 """
 
 from __future__ import annotations
