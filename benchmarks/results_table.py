@@ -52,7 +52,8 @@ DEFAULT_RESULTS = PROJECT_ROOT / "benchmarks" / "results.jsonl"
 PEER_POINTS = {"mnist28": [(750.0, 2.5), (1760.0, 1.5)]}
 PEER_LABEL = "kevinzakka RAM (PyTorch), same 2 cores"
 
-COLUMNS = ("setting", "ours test error %", "CNN test error %", "RAM paper %", "best public %",
+COLUMNS = ("setting", "ours test error %", "ours, M sampled episodes averaged %",
+           "CNN test error %", "RAM paper %", "best public %",
            "target %", "met?", "epochs", "wall s", "images/s", "FLOPs ours / CNN",
            "pixels ours / CNN", "distinct greedy sequences", "commit", "command")
 
@@ -98,6 +99,11 @@ NULLABLE = {
     "cnn_flops_per_image": (lambda v: _integer(v) and v > 0, "an integer > 0 or null"),
     "cnn_val_curve": (_curve, "a list of [wall_s, val_error %] pairs or null"),
 }
+# Fields that rows written before they existed lack: checked when present and not null.
+OPTIONAL = {
+    "test_error_sampled": (_percent, "a percentage in 0..100 or null"),
+    "test_samples": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+}
 
 
 def check_row(row: Any) -> list[str]:
@@ -111,6 +117,9 @@ def check_row(row: Any) -> list[str]:
                 problems.append(f"missing field {name!r}")
             elif not (nullable and row[name] is None) and not check(row[name]):
                 problems.append(f"{name}={row[name]!r} is not {expected}")
+    for name, (check, expected) in OPTIONAL.items():
+        if row.get(name) is not None and not check(row[name]):
+            problems.append(f"{name}={row[name]!r} is not {expected}")
     return problems
 
 
@@ -156,6 +165,13 @@ def _distinct(row: dict) -> str:
     return f"{row['distinct_sequences']:,}"
 
 
+def _sampled(row: dict) -> str:
+    """The Monte Carlo test error with its M, e.g. "4.19 (M=10)" ("—" when not measured)."""
+    if row.get("test_error_sampled") is None:
+        return "—"
+    return f"{_pct(row['test_error_sampled'])} (M={row['test_samples']})"
+
+
 def table_row(row: dict) -> list[str]:
     """The cells of one result row."""
     setting = SETTINGS[row["setting"]]
@@ -163,7 +179,7 @@ def table_row(row: dict) -> list[str]:
     if setting.best_public is not None and setting.best_public_source:
         best += f" ({setting.best_public_source})"
     command = row["command"].replace("|", "\\|")
-    return [setting.name, _pct(row["test_error"]), _pct(row["cnn_test_error"]),
+    return [setting.name, _pct(row["test_error"]), _sampled(row), _pct(row["cnn_test_error"]),
             _ref(setting.ram_paper), best,
             "—" if setting.target is None else f"<= {setting.target:.1f}", _met(row),
             str(row["epochs"]), f"{row['wall_s']:.0f}", f"{row['images_per_s']:.0f}",
@@ -229,7 +245,7 @@ def _met(row: dict) -> str:
 def markdown_table(rows: list[dict]) -> str:
     """The markdown table of every row (header, separator, one line per row)."""
     lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---" if i in (0, 6, 13, 14) else "---:"
+             "|" + "|".join("---" if i in (0, 7, 14, 15) else "---:"
                             for i in range(len(COLUMNS))) + "|"]
     lines += ["| " + " | ".join(table_row(row)) + " |" for row in rows]
     return "\n".join(lines)

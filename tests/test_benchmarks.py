@@ -187,13 +187,14 @@ def test_command_line_overrides_the_setting_and_rejects_bad_values():
 def fake_run(setting="mnist28", test_accuracy=0.9902, with_cnn=True, downsampled=None,
              **overrides):
     """A result row written by ram_benchmark.result_row from made-up metrics."""
-    config = get_setting(setting).config(**overrides)
+    config = get_setting(setting).config(**{"test_samples": 10, **overrides})
     history = [{"epoch": 1, "phase": "reinforce", "val_accuracy": 0.95, "wall_s": 10.0},
                {"epoch": 2, "phase": "reinforce", "val_accuracy": 0.99, "wall_s": 20.5}]
     agent = {"test_accuracy": test_accuracy, "val_accuracy": 0.99, "epochs": 2,
              "train_seconds": 20.5, "images_per_s": 5000.0, "test_hit_rate": 0.5,
              "test_hit_rate_per_step": [0.25, 0.75], "test_distinct_sequences": 812,
-             "test_modal_share": 0.01, "test_modal_accuracy": 0.5, "val_history": history}
+             "test_modal_share": 0.01, "test_modal_accuracy": 0.5, "val_history": history,
+             "test_accuracy_sampled": 0.9925}
     cnn = {"test_accuracy": 0.9915, "val_accuracy": 0.992, "epochs": 2, "train_seconds": 100.0,
            "images_per_s": 1000.0, "params": 1, "architecture": "x", "optimizer": "Adam",
            "flops_per_image": 7_739_648, "val_history": history} if with_cnn else None
@@ -228,6 +229,14 @@ def test_result_rows_are_in_percent_and_pass_the_tables_checks():
     assert (row["pixels_per_image"], row["cnn_pixels_per_image"]) == (384 + 81, 784)
     assert row["distinct_sequences"] == 812 and row["hit_rate_per_step"] == [0.25, 0.75]
     assert row["modal_gap"] == 49.02  # points: 99.02% greedy against 50% for the modal scan
+    # The benchmark's Monte Carlo test error: 10 sampled episodes unless --test_samples.
+    assert row["test_error_sampled"] == 0.75 and row["test_samples"] == 10
+    _, config = parse(["--setting", "mnist28"])
+    assert config.test_samples == 10
+    assert parse(["--setting", "mnist28", "--test_samples", "3"])[1].test_samples == 3
+    assert results_table.check_row(dict(row, test_error_sampled=0.0075 * 200)) == []
+    assert results_table.check_row(dict(row, test_samples=-1)) == [
+        "test_samples=-1 is not an integer >= 0"]
     assert row["budget"] == {"epochs": GlimpseConfig().epochs}  # mnist28: no pre-training
     assert fake_run(minutes=45.0)["budget"] == {"minutes": 45.0}
     assert results_table.check_row(row) == []
@@ -246,11 +255,13 @@ def test_table_prints_every_row_as_stored(tmp_path, capsys):
     assert results_table.main(["--results", str(path), "--all"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 + 3
-    assert lines[2].startswith("| mnist28 | 0.98 | 0.85 | 1.12 | 1.21 (kevinzakka, PyTorch) | "
+    assert lines[2].startswith("| mnist28 | 0.98 | 0.75 (M=10) | 0.85 | 1.12 | "
+                               "1.21 (kevinzakka, PyTorch) | "
                                "<= 0.8 | no | 2 | 20 | 5000 | 4.21M / 7.74M | 465 / 784 | 812 | ")
-    assert lines[3].startswith("| cluttered60 | 3.00 | 0.85 | 4.08 | 2.63 (tfRAM, 8 glimpses) | "
+    assert lines[3].startswith("| cluttered60 | 3.00 | 0.75 (M=10) | 0.85 | 4.08 | "
+                               "2.63 (tfRAM, 8 glimpses) | "
                                "<= 3.0 | no: CNN ahead | ")
-    assert lines[4].startswith("| seed2 | 0.98 | — | — | — | — | report | ")
+    assert lines[4].startswith("| seed2 | 0.98 | 0.75 (M=10) | — | — | — | — | report | ")
     assert lines[4].endswith("`python benchmarks/ram_benchmark.py --setting seed2` |")
 
 

@@ -216,8 +216,9 @@ def test_ram_benchmark_command_appends_a_row_and_prints_it(data_dir, tmp_path):
                          "--subset", "256", "--val_size", "256", "--batch_size", "64",
                          "--jit_compile", "False", "--logdir", str(tmp_path / "run"),
                          "--results", str(results), "--cnn_results", str(cnn_results),
-                         "--data_dir", data_dir, "--quiet"))
+                         "--data_dir", data_dir, "--quiet", "--test_samples", "2"))
     assert json.loads(results.read_text().splitlines()[-1]) == last
+    assert last["test_samples"] == 2 and 0.0 <= last["test_error_sampled"] <= 100.0
     for key in ("test_error", "cnn_test_error", "cnn_wall_s", "distinct_sequences",
                 "hit_rate_per_step", "flops_per_image", "cnn_flops_per_image", "modal_gap"):
         assert last[key] is not None, key

@@ -167,6 +167,15 @@ def test_random_policy_numbers_and_same_glimpses_for_both_judges(agent):
     np.testing.assert_array_equal(again.actions, episodes.actions)
     sampled = report.run_policy(agent, batches, "learned_sampled", seed=3)
     assert not np.array_equal(sampled.actions, episodes.actions)
+    # Monte Carlo evaluation: the first of 3 episodes is the single one, the class
+    # probabilities and the share correct are means over the 3; other policies play once.
+    averaged = report.run_policy(agent, batches, "learned_sampled", seed=3, samples=3)
+    np.testing.assert_array_equal(averaged.actions, sampled.actions)
+    assert not np.allclose(averaged.probs, sampled.probs)
+    np.testing.assert_allclose(averaged.probs.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(averaged.correct * 3, np.round(averaged.correct * 3), atol=1e-5)
+    once = report.run_policy(agent, batches, "random", seed=3, samples=3)
+    np.testing.assert_array_equal(once.probs, episodes.probs)
 
 
 def test_centred_offsets_are_relative_to_the_box_centre():
@@ -198,8 +207,14 @@ def test_report_end_to_end(tmp_path, data_dir, agent):
     config = CONFIG.replace(clutter_count=2, data_dir=data_dir)
     run_dir = tmp_path / "run"
     make_run(run_dir, agent, config, pretrained=True)
-    assert report_cli.main([str(run_dir), "--limit", "12", "--gifs", "2", "--quiet"]) == 0
+    with pytest.raises(SystemExit) as bad:
+        report_cli.main([str(run_dir), "--samples", "0"])
+    assert bad.value.code == 2 and not (run_dir / "report").exists()
+    assert report_cli.main([str(run_dir), "--limit", "12", "--gifs", "2", "--quiet",
+                            "--samples", "2"]) == 0
     written = json.loads((run_dir / "report" / "report.json").read_text())
+    assert written["samples"] == 2
+    assert "averaged over 2" in written["learned_sampled"]["description"]
     for name in (*report.POLICIES, report.JUDGED_BY_PRETRAINED):
         assert 0.0 <= written[name]["accuracy"] <= 1.0 and 0.0 <= written[name]["hit_rate"] <= 1.0
         assert len(written[name]["accuracy_per_step"]) == config.steps

@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None,
                         help="use only the first N test canvases (faster)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled/random policies")
+    parser.add_argument("--samples", type=int, default=1,
+                        help="sampled episodes per canvas whose class probabilities "
+                             "learned_sampled averages (Monte Carlo evaluation)")
     # Not "pretrained": that checkpoint is the judge of random glimpses, not a learned policy.
     parser.add_argument("--checkpoint", default="best",
                         choices=[kind for kind in CHECKPOINT_KINDS if kind != "pretrained"],
@@ -47,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--gifs={args.gifs} is out of range; valid range: >= 0")
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit={args.limit} is out of range; valid range: >= 1")
+    if args.samples < 1:
+        parser.error(f"--samples={args.samples} is out of range; valid range: >= 1")
 
     from tf_glimpse.quiet import quiet_tensorflow
 
@@ -72,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "tf_glimpse.report", *argv])
     try:
         report = build_report(run_dir, args.data_dir, args.limit, args.gifs, args.seed,
-                              args.checkpoint, command, verbose=0 if args.quiet else 1)
+                              args.checkpoint, command, verbose=0 if args.quiet else 1,
+                              samples=args.samples)
     except (DataError, MissingDependency) as error:
         print(f"report: error: {error}", file=sys.stderr)
         return 1

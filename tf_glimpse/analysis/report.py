@@ -1,6 +1,6 @@
 """Does the agent learn where to look?  A policy report on the fixed test set.
 
-    python -m tf_glimpse.report RUN_DIR [--gifs 5] [--limit N] [--data_dir DIR]
+    python -m tf_glimpse.report RUN_DIR [--gifs 5] [--limit N] [--samples M] [--data_dir DIR]
 
 (the command line is `tf_glimpse/report.py`; this module builds the report)
 
@@ -12,7 +12,10 @@ checkpoint) judges every one of them:
                         taken on every canvas: the best fixed scan the classifier
                         was trained with.  learned_greedy minus learned_modal is
                         what image dependence buys;
-* ``learned_sampled`` - the learned policy, sampled with a fixed seed;
+* ``learned_sampled`` - the learned policy, sampled with a fixed seed; with M samples
+                        (``--samples``) every canvas is played M times and the class
+                        probabilities are averaged (Monte Carlo evaluation, as tfRAM
+                        reports its 10-sample errors), at M times the FLOPs;
 * ``random``          - uniformly random cells (a fixed seed);
 * ``fixed``           - the image centre first, then a square spiral around it
                         (`fixed_actions`).
@@ -112,12 +115,14 @@ def oracle_actions(boxes: np.ndarray, grid: ActionGrid, steps: int) -> np.ndarra
 # ---------------------------------------------------------------- episodes
 def run_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, seed: int = 0,
                limit: int | None = None, keep_images: int = 0, progress=None,
-               episode=None) -> Episodes:
+               episode=None, samples: int = 1) -> Episodes:
     """Play one of the report's `POLICIES` (or a function batch -> actions [B, T]) with `agent`.
 
     `tf_glimpse.analysis.evaluation.play` under the report's names: "learned_greedy",
     "learned_sampled" and "random" are the agent's modes, "fixed" a constant spiral.
     `episode` is `evaluation.episode_function(agent)`, built once for all policies.
+    `samples` M > 1 averages "learned_sampled"'s class probabilities over M episodes per
+    canvas (its actions are those of the first); the other policies play once.
     """
     from tf_glimpse.analysis.evaluation import constant_policy, play
 
@@ -127,9 +132,12 @@ def run_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, seed: int
         if policy not in MODES:
             raise ValueError(f"policy={policy!r}; valid values: {', '.join(POLICIES)} or a "
                              f"function")
+        samples = samples if policy == "learned_sampled" else 1
         policy = MODES[policy]
-    return play(agent, dataset, policy, seed, limit=limit, keep_images=keep_images,
-                progress=progress, episode=episode)
+    else:
+        samples = 1
+    return play(agent, dataset, policy, seed, samples=samples, limit=limit,
+                keep_images=keep_images, progress=progress, episode=episode)
 
 
 # ----------------------------------------------------------------- report
@@ -162,6 +170,9 @@ def markdown_report(report: dict, plots: dict[str, Path], gifs: list[Path], run_
         "* `fixed`: " + DESCRIPTIONS["fixed"] + f" (actions {report['fixed_actions']}).",
         "* `random` and `random_pretrained_judge` see exactly the same glimpses.",
     ]
+    if report["samples"] > 1:
+        lines.append(f"* `learned_sampled`: {report['samples']} sampled episodes per canvas, "
+                     f"their class probabilities averaged (distinct sequences: the first's).")
     if JUDGED_BY_PRETRAINED in report["unavailable"]:
         lines.append(f"* `{JUDGED_BY_PRETRAINED}`: unavailable, "
                      f"{report['unavailable'][JUDGED_BY_PRETRAINED]}.")
@@ -196,14 +207,15 @@ def verdict(report: dict) -> str:
 
 def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | None = None,
                  gifs: int = 5, seed: int = 0, checkpoint: str = "best",
-                 command: str = "", verbose: int = 1) -> dict:
+                 command: str = "", verbose: int = 1, samples: int = 1) -> dict:
     """Evaluate every policy on the test set and write report.md/json, plots and GIFs.
 
     (81 lines: the policies are played in an order that later ones depend on, the modal
     scan on the greedy one, and the judge of random glimpses on the pre-trained run.)
 
     Returns the report (also written to RUN_DIR/report/report.json): per policy its
-    accuracy, hit rate and distinct sequences, overall and per step.
+    accuracy, hit rate and distinct sequences, overall and per step; `samples` M is
+    the number of sampled episodes "learned_sampled" averages per canvas.
     """
     run_dir = Path(run_dir)
     from tf_glimpse.analysis.evaluation import constant_policy, episode_function, summarize
@@ -234,7 +246,7 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
             print(f"{name or policy}:")
         bar = progress_bar(batches, verbose, unit_name="batch")
         episode = episode_functions.setdefault(id(judge), episode_function(judge))
-        return run_policy(judge, dataset, policy, seed, limit, keep, bar, episode)
+        return run_policy(judge, dataset, policy, seed, limit, keep, bar, episode, samples)
 
     episodes = {"learned_greedy": play(agent, "learned_greedy", gifs)}
     modal = sequence_diversity(episodes["learned_greedy"].actions)["modal_sequence"]
@@ -242,6 +254,9 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
     episodes.update({name: play(agent, name) for name in POLICIES if name not in episodes})
     results = {name: {**summarize(e), "judge": "trained", "description": DESCRIPTIONS[name]}
                for name, e in episodes.items()}
+    if samples > 1:
+        results["learned_sampled"]["description"] += (
+            f", class probabilities averaged over {samples} episodes per canvas")
     unavailable = {}
     try:
         pretrained_path = latest_checkpoint(run_dir, "pretrained")
@@ -267,7 +282,7 @@ def build_report(run_dir: str | Path, data_dir: str | None = None, limit: int | 
         "run_dir": str(run_dir), "command": command, "test_images": results["fixed"]["count"],
         "limited": limit is not None and limit < len(splits.test_labels),
         "checkpoint": latest_checkpoint(run_dir, checkpoint),
-        "pretrained_checkpoint": pretrained_path, "seed": seed,
+        "pretrained_checkpoint": pretrained_path, "seed": seed, "samples": samples,
         "fixed_actions": fixed_actions(grid, config.steps).tolist(),
         "policies": list(results), **results, "unavailable": unavailable,
         "config": config.to_dict(),
