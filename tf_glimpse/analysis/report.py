@@ -126,16 +126,14 @@ def run_policy(agent, dataset: Iterable[dict], policy: str | ActionFn, seed: int
     """
     from tf_glimpse.analysis.evaluation import constant_policy, play
 
+    samples = samples if policy == "learned_sampled" else 1  # The others play once.
     if policy == "fixed":
         policy = constant_policy(fixed_actions(agent.grid, agent.steps))
     elif isinstance(policy, str):
         if policy not in MODES:
             raise ValueError(f"policy={policy!r}; valid values: {', '.join(POLICIES)} or a "
                              f"function")
-        samples = samples if policy == "learned_sampled" else 1
         policy = MODES[policy]
-    else:
-        samples = 1
     return play(agent, dataset, policy, seed, samples=samples, limit=limit,
                 keep_images=keep_images, progress=progress, episode=episode)
 
