@@ -142,9 +142,10 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, GlimpseCon
     if overrides.get("minutes") is not None:
         # A wall-time budget: the epochs become a maximum the budget ends before.
         overrides.setdefault("epochs", MAX_EPOCHS_WITH_BUDGET)
-    overrides.setdefault("test_samples", TEST_SAMPLES)
     try:
-        config = get_setting(args.setting).config(**overrides)
+        # The benchmark's own default, not a flag given: args.overrides keeps to the flags.
+        config = get_setting(args.setting).config(**{"test_samples": TEST_SAMPLES,
+                                                     **overrides})
         check_trainable(config)
     except ConfigError as error:
         parser.error(str(error))
