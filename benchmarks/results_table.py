@@ -120,6 +120,9 @@ def check_row(row: Any) -> list[str]:
     for name, (check, expected) in OPTIONAL.items():
         if row.get(name) is not None and not check(row[name]):
             problems.append(f"{name}={row[name]!r} is not {expected}")
+    # A Monte Carlo error means nothing without the number of episodes it averaged.
+    if row.get("test_error_sampled") is not None and row.get("test_samples") is None:
+        problems.append("test_error_sampled is given without test_samples")
     return problems
 
 

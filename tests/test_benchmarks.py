@@ -172,6 +172,21 @@ def test_settings_match_the_issue():
         get_setting("mnist")
 
 
+def test_benchmarks_readme_states_each_settings_references_and_target():
+    text = (Path(__file__).parents[1] / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    table = text.split("| setting | canvas |")[1].split("\n\n")[0]
+    rows = {cells[1].strip("` "): cells for cells in
+            (line.split("|") for line in table.splitlines() if line.startswith("| `"))}
+    assert sorted(rows) == sorted(SETTINGS)
+    for name, setting in SETTINGS.items():
+        paper, public, target = (cell.strip() for cell in rows[name][5:8])
+        assert paper == ("—" if setting.ram_paper is None else str(setting.ram_paper)), name
+        assert public.split(" (")[0] == ("—" if setting.best_public is None
+                                         else str(setting.best_public)), name
+        assert target == ("report" if setting.target is None
+                          else f"<= {setting.target}"), name
+
+
 def test_command_line_overrides_the_setting_and_rejects_bad_values():
     args, config = parse(["--setting", "translated60", "--epochs", "3", "--stride", "6",
                           "--subset", "512"])
@@ -237,6 +252,8 @@ def test_result_rows_are_in_percent_and_pass_the_tables_checks():
     assert results_table.check_row(dict(row, test_error_sampled=0.0075 * 200)) == []
     assert results_table.check_row(dict(row, test_samples=-1)) == [
         "test_samples=-1 is not an integer >= 0"]
+    assert results_table.check_row({k: v for k, v in row.items() if k != "test_samples"}) == [
+        "test_error_sampled is given without test_samples"]
     assert row["budget"] == {"epochs": GlimpseConfig().epochs}  # mnist28: no pre-training
     assert fake_run(minutes=45.0)["budget"] == {"minutes": 45.0}
     assert results_table.check_row(row) == []
