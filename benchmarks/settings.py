@@ -101,7 +101,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
         description="100x100 cluttered MNIST (8 pieces of 8x8), 12x12 glimpses, 4 scales, "
                     "8 glimpses",
         flags=dict(img_size=100, clutter_count=8, clutter_size=8, patch_size=12, scales=4,
-                   steps=8, stride=4),
+                   steps=8, stride=4, encoder="mlp"),  # as its rows ran
         grid_size=23,
         stride_note="I - P = 88 = 4 * 22, so s = 4 is valid: a 23 x 23 grid",
         ram_paper=8.11, best_public=5.9, best_public_source="tfRAM", target=5.0),
@@ -168,7 +168,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
         # most frequent scan alone was within 0.2 points of the learned policy (99.00%
         # against 99.17%), the coarsest scale seeing most of the canvas.
         flags=dict(dataset="folder:data/scenes", img_size=96, clutter_count=0, patch_size=12,
-                   scales=2, steps=4, stride=6),
+                   scales=2, steps=4, stride=6, encoder="mlp"),  # as its rows ran
         grid_size=15,
         stride_note="I - P = 84; s = 6 gives a 15 x 15 grid, patches overlapping by half "
                     "(the README's folder example)"),
