@@ -307,8 +307,8 @@ def test_a_checkpoint_restores_every_weight_of_the_agent(tmp_path, encoder, sali
 def test_encoder_auto_takes_the_convolutions_for_small_glimpses_only():
     from tf_glimpse.config import CNN_MAX_PATCH
 
-    small = CONFIG.replace(encoder="auto", patch_size=CNN_MAX_PATCH, stride=4)
-    large = CONFIG.replace(encoder="auto", patch_size=16, stride=4)
+    small = CONFIG.replace(encoder="auto", patch_size=CNN_MAX_PATCH)
+    large = CONFIG.replace(encoder="auto", patch_size=16)
     assert (small.patch_size, small.encoder_kind) == (12, "cnn")
     assert large.encoder_kind == "mlp"
     assert CONFIG.replace(encoder="mlp").encoder_kind == "mlp"
