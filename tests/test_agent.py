@@ -314,4 +314,27 @@ def test_encoder_auto_takes_the_convolutions_for_small_glimpses_only():
     assert CONFIG.replace(encoder="mlp").encoder_kind == "mlp"
     assert large.replace(encoder="cnn").encoder_kind == "cnn"
     agent = GlimpseAgent.from_glimpse_config(small)
-    assert agent.encoder.kind == "cnn" and agent.get_config()["config"]["encoder"] == "auto"
+    assert agent.encoder.kind == "cnn" and agent.get_config()["config"]["encoder"] == "cnn"
+
+
+def test_a_run_keeps_the_encoder_it_trained_when_the_auto_rule_changes(tmp_path, monkeypatch):
+    """config.json records the encoder "auto" built, so a saved run still loads (and
+    resumes) after `CNN_MAX_PATCH` changes: runs that recorded "auto" with 9- to 12-pixel
+    glimpses were MLPs that the 12-pixel rule then rebuilt as convolutions."""
+    import tf_glimpse.config
+    from tf_glimpse.training.runs import load_agent, load_config, prepare_run_dir
+
+    config = CONFIG.replace(encoder="auto", patch_size=12)
+    trained = GlimpseAgent.from_glimpse_config(config)
+    trained(tf.zeros([2, 28, 28, 1]), mode="greedy")
+    prepare_run_dir(tmp_path, config, resume=False)
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=trained), tmp_path / "best",
+                               max_to_keep=1).save()
+    assert load_config(tmp_path).encoder == "cnn"
+    monkeypatch.setattr(tf_glimpse.config, "CNN_MAX_PATCH", 8)  # 12 x 12 -> mlp now.
+    assert config.encoder_kind == "mlp"
+    _, restored = load_agent(tmp_path)
+    assert restored.encoder.kind == "cnn"
+    for saved, loaded in zip(trained.weights, restored.weights):
+        np.testing.assert_array_equal(loaded.numpy(), saved.numpy(), err_msg=saved.path)
+    prepare_run_dir(tmp_path, config.replace(encoder="cnn"), resume=True)  # Resumable.

@@ -268,6 +268,14 @@ class GlimpseConfig:
             return self.encoder
         return "cnn" if self.patch_size <= CNN_MAX_PATCH else "mlp"
 
+    def resolved(self) -> GlimpseConfig:
+        """This configuration with "auto" replaced by what it builds (`encoder_kind`).
+
+        Run directories and saved agents store this form: what a run trained keeps
+        loading when the rule behind "auto" (`CNN_MAX_PATCH`) changes.
+        """
+        return self.replace(encoder=self.encoder_kind)
+
     @property
     def grid(self):
         """The `ActionGrid` of this configuration."""

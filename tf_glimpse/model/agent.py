@@ -67,6 +67,7 @@ class GlimpseAgent(keras.Model):
         super().__init__(**kwargs)
         if isinstance(config, dict):
             config = GlimpseConfig.from_dict(config)
+        config = config.resolved()  # get_config stores the encoder built, not "auto".
         self.config = config
         self.steps = config.steps
         self.memory_trains_encoder = config.memory_trains_encoder

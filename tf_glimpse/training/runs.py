@@ -180,8 +180,10 @@ def prepare_run_dir(logdir: Path, config: GlimpseConfig, resume: bool, splits=No
 
     ConfigError when `logdir` holds a run and `resume` is False, when its
     config.json is damaged, when `config` changes a field `--resume` cannot change,
-    or when the data (`splits`) differ from those the run began with.
+    or when the data (`splits`) differ from those the run began with.  config.json
+    holds `config.resolved()`: the encoder built, not "auto".
     """
+    config = config.resolved()
     config_path = logdir / "config.json"
     if config_path.exists():
         if not resume:
