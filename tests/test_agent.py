@@ -319,8 +319,9 @@ def test_encoder_auto_takes_the_convolutions_for_small_glimpses_only():
 
 def test_a_run_keeps_the_encoder_it_trained_when_the_auto_rule_changes(tmp_path, monkeypatch):
     """config.json records the encoder "auto" built, so a saved run still loads (and
-    resumes) after `CNN_MAX_PATCH` changes: runs that recorded "auto" with 9- to 12-pixel
-    glimpses were MLPs that the 12-pixel rule then rebuilt as convolutions."""
+    resumes with that encoder named) after `CNN_MAX_PATCH` changes: runs that recorded
+    "auto" with 9- to 12-pixel glimpses were MLPs that the 12-pixel rule then rebuilt
+    as convolutions."""
     import tf_glimpse.config
     from tf_glimpse.training.runs import load_agent, load_config, prepare_run_dir
 
